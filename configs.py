@@ -1,0 +1,306 @@
+"""Job settings: one frozen, validated model read from the environment and `--flags`.
+
+The retrain Space receives its secrets and variables as environment variables, so every
+setting is named by its environment variable (`LABEL`, `HF_TOKEN`, ...). A flag
+`--early-stopping-patience 2` overrides `EARLY_STOPPING_PATIENCE`. `dump()` is the only view
+of the settings that may leave the process (logs, W&B config, metadata.json).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REAL_HUB_ENDPOINT = "https://huggingface.co"
+LOCAL_HUB_ENDPOINT = "http://127.0.0.1:18765"
+DEFAULT_NAMESPACE = "retrainspace"
+MASK = "***"
+
+LABEL_SETS: dict[str, list[str]] = {
+    "department": [
+        "Municipal Governance & Community Services",
+        "Education, Health & Social Welfare",
+        "Infrastructure, Utilities & Natural Resources",
+        "Security & Law Enforcement",
+    ],
+    "urgency": ["NORMAL", "URGENT", "HIGHLY URGENT"],
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+def mask_url(url: str | None) -> str | None:
+    """Hide the password of a URL such as postgresql://user:pw@host/db."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class JobConfig(BaseSettings):
+    """Every setting of the retrain job, with its default and meaning."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore"
+    )
+
+    # --- what to train ---------------------------------------------------------------
+    label: Literal["department", "urgency"] = Field(
+        description="Which classifier to retrain: 'department' (4 classes) or 'urgency' (3 classes)."
+    )
+    model_checkpoint: str | None = Field(
+        None,
+        description="Base model repo id or local folder. Default: xlm-roberta-base on the real Hub, "
+        "the offline multilingual-e5-small conversion on the embedded hub.",
+    )
+
+    # --- where things live -------------------------------------------------------------
+    hf_token: SecretStr | None = Field(
+        None, description="Write token for the real Hub. Unset: use the embedded local hub."
+    )
+    hf_endpoint: str | None = Field(
+        None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub."
+    )
+    namespace: str = Field(DEFAULT_NAMESPACE, description="Owner of the default repo ids.")
+    dataset_repo_id: str | None = Field(None, description="Dataset repo. Default: <namespace>/grievance-<label>-data.")
+    dataset_revision: str | None = Field(
+        None, description="Pin a dataset version (tag or commit). Default: the newest v* tag."
+    )
+    hub_model_id: str | None = Field(None, description="Model repo to push and tag. Default: <namespace>/grievance-<label>-classifier.")
+    space_repo_id: str | None = Field(None, description="Inference Space to restart. Default: <namespace>/grievance-<label>-api.")
+    api_endpoint: str | None = Field(None, description="Deployed API base URL. Default: derived from the inference Space.")
+    retrain_space_id: str | None = Field(
+        None, description="This job's own Space, paused at the end. Default: SPACE_ID when running in a Space."
+    )
+    output_dir: Path = Field(Path("outputs"), description="Where checkpoints, the summary and metadata.json are written.")
+
+    # --- W&B ---------------------------------------------------------------------------
+    wandb_api_key: SecretStr | None = Field(None, description="W&B key; unset: W&B runs offline.")
+    wandb_project_name: str = Field("retrainspace", description="W&B project.")
+    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="W&B mode. Default: online with WANDB_API_KEY, else offline."
+    )
+
+    # --- training ----------------------------------------------------------------------
+    num_train_epochs: float = Field(3, gt=0, description="Training epochs.")
+    train_batch_size: int = Field(16, gt=0, description="Per-device training batch size.")
+    eval_batch_size: int = Field(32, gt=0, description="Per-device evaluation batch size.")
+    gradient_accumulation_steps: int = Field(1, gt=0, description="Steps to accumulate before an update.")
+    learning_rate: float = Field(2e-5, gt=0, lt=1, description="Peak learning rate.")
+    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps used for warm-up.")
+    eval_steps: int = Field(50, gt=0, description="Evaluate and checkpoint every N optimizer steps.")
+    early_stopping_patience: int = Field(1, ge=0, description="Evaluations without macro-F1 gain before stopping (0: never stop early).")
+    max_length: int = Field(128, gt=0, le=8192, description="Truncate texts to this many tokens.")
+    focal_gamma: float = Field(2.0, ge=0, description="Focal loss focusing parameter (0 = cross-entropy).")
+    focal_alpha: str = Field(
+        "balanced",
+        description="Focal loss class weights: 'balanced' (inverse class frequency), 'none', "
+        "a single number, or one number per class separated by commas.",
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="Numeric precision. auto: bf16/fp16 on CUDA, fp32 on CPU."
+    )
+    seed: int = Field(42, description="Seed for training, sampling and bootstrap.")
+
+    # --- dataset validation ------------------------------------------------------------
+    unknown_label_policy: Literal["fail", "drop"] = Field("fail", description="Rows whose label is not in the LABEL set.")
+    empty_text_policy: Literal["fail", "drop"] = Field("drop", description="Rows with an empty or whitespace text.")
+    duplicate_policy: Literal["fail", "drop"] = Field("drop", description="Exact duplicate texts inside a split.")
+    leakage_policy: Literal["fail", "drop"] = Field("fail", description="Validation/test rows that also occur (or nearly) in train.")
+    max_leakage_ratio: float = Field(0.01, ge=0, lt=1, description="Leaked share of a split tolerated before leakage_policy applies.")
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="Character n-gram Jaccard similarity that counts as a near-duplicate.")
+
+    # --- compare with the deployed model and decide --------------------------------------
+    deployed_sample_size: int = Field(300, gt=0, description="Stratified test samples scored by both models.")
+    decision_threshold: float = Field(0.001, ge=0, lt=1, description="Minimum macro-F1 gain (candidate - deployed) to promote.")
+    class_f1_tolerance: float = Field(0.05, ge=0, le=1, description="Largest per-class F1 drop allowed when promoting.")
+    require_ci_above_zero: bool = Field(False, description="Also require the bootstrap CI's lower bound of dF1 > 0.")
+    first_deploy_min_f1: float = Field(0.3, ge=0, le=1, description="Macro-F1 floor for the first deploy (no model deployed yet).")
+    bootstrap_samples: int = Field(1000, gt=0, description="Paired bootstrap resamples for the dF1 confidence interval.")
+    deployed_timeout_s: float = Field(30, gt=0, description="Timeout of one request to the deployed API.")
+    deployed_retries: int = Field(3, ge=0, description="Retries (with backoff) of a failed request to the deployed API.")
+    deployed_batch_size: int = Field(32, gt=0, description="Texts per /predict/batch request.")
+    deployed_concurrency: int = Field(8, gt=0, description="Parallel /predict requests when /predict/batch is missing.")
+    max_failed_samples: int = Field(3, ge=0, description="Samples the deployed API may fail on before the run fails.")
+    space_wake_timeout_s: float = Field(300, gt=0, description="How long to wait for a sleeping or building Space to answer.")
+
+    # --- deploy ----------------------------------------------------------------------------
+    serving_timeout_s: float = Field(600, gt=0, description="How long the restarted inference Space may take to serve the new version.")
+    keep_versions: int = Field(5, gt=0, description="Promoted versions kept discoverable for rollback.")
+    lock_ttl_s: float = Field(6 * 3600, gt=0, description="Age after which a run lock left by a dead run is ignored.")
+
+    @field_validator("hf_endpoint", "api_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("focal_alpha")
+    @classmethod
+    def _alpha_spec(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("balanced", "none"):
+            return value
+        try:
+            numbers = [float(x) for x in value.split(",")]
+        except ValueError:
+            raise ValueError("use 'balanced', 'none', a number, or comma-separated numbers") from None
+        if any(x < 0 for x in numbers):
+            raise ValueError("class weights must be >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _alpha_matches_labels(self) -> "JobConfig":
+        alpha = self.alpha_weights()
+        if isinstance(alpha, list) and len(alpha) != len(self.labels):
+            raise ValueError(
+                f"FOCAL_ALPHA has {len(alpha)} weights but LABEL={self.label} has {len(self.labels)} classes"
+            )
+        return self
+
+    # --- derived values --------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return LABEL_SETS[self.label]
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.labels)}
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    @property
+    def token(self) -> str | None:
+        return self.hf_token.get_secret_value() if self.hf_token else None
+
+    @property
+    def endpoint(self) -> str:
+        if self.hf_endpoint:
+            return self.hf_endpoint
+        return REAL_HUB_ENDPOINT if self.hf_token else os.environ.get("LOCALHUB_URL", LOCAL_HUB_ENDPOINT)
+
+    @property
+    def embedded(self) -> bool:
+        """True when the job talks to the project's own local hub rather than the real Hub."""
+        return self.hf_token is None and self.hf_endpoint is None
+
+    @property
+    def base_model(self) -> str:
+        if self.model_checkpoint:
+            return self.model_checkpoint
+        return f"{self.namespace}/multilingual-e5-small" if self.embedded else "xlm-roberta-base"
+
+    @property
+    def dataset_repo(self) -> str:
+        return self.dataset_repo_id or f"{self.namespace}/grievance-{self.label}-data"
+
+    @property
+    def model_repo(self) -> str:
+        return self.hub_model_id or f"{self.namespace}/grievance-{self.label}-classifier"
+
+    @property
+    def inference_space(self) -> str:
+        return self.space_repo_id or f"{self.namespace}/grievance-{self.label}-api"
+
+    @property
+    def retrain_space(self) -> str | None:
+        return self.retrain_space_id or os.environ.get("SPACE_ID")
+
+    @property
+    def wandb_effective_mode(self) -> str:
+        return self.wandb_mode or ("online" if self.wandb_api_key else "offline")
+
+    def alpha_weights(self) -> str | float | list[float] | None:
+        """'balanced', None, one weight for every class, or a weight per class."""
+        if self.focal_alpha == "balanced":
+            return "balanced"
+        if self.focal_alpha == "none":
+            return None
+        numbers = [float(x) for x in self.focal_alpha.split(",")]
+        return numbers[0] if len(numbers) == 1 else numbers
+
+    def __repr__(self) -> str:
+        return f"JobConfig({self.dump()})"
+
+    __str__ = __repr__
+
+    def dump(self) -> dict[str, Any]:
+        """All settings, resolved, JSON-ready, with every secret masked."""
+        data = self.model_dump(mode="json")
+        for name, value in data.items():
+            if isinstance(getattr(self, name), SecretStr):
+                data[name] = MASK
+            elif isinstance(value, str) and "://" in value:
+                data[name] = mask_url(value)
+        data.update(
+            endpoint=mask_url(self.endpoint),
+            embedded=self.embedded,
+            base_model=self.base_model,
+            dataset_repo=self.dataset_repo,
+            model_repo=self.model_repo,
+            inference_space=self.inference_space,
+            retrain_space=self.retrain_space,
+            wandb_effective_mode=self.wandb_effective_mode,
+            labels=self.labels,
+        )
+        return data
+
+
+# --------------------------------------------------------------------------------------
+# Loading from the environment and the command line
+
+
+SECRET_FIELDS = ("hf_token", "wandb_api_key")
+
+
+def env_name(field: str) -> str:
+    return field.upper()
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per setting, with the setting's description and default as help."""
+    group = parser.add_argument_group("settings (each also read from the environment variable in capitals)")
+    for name, info in JobConfig.model_fields.items():
+        if name in SECRET_FIELDS:
+            continue  # secrets come from the environment only: a flag would show in `ps`
+        default = "required" if info.is_required() else f"default: {info.default}"
+        group.add_argument(
+            _flag(name), dest=name, default=None, metavar=env_name(name),
+            help=f"{info.description} ({default})",
+        )
+
+
+def describe_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "settings"
+        where = f"{env_name(field)} (flag {_flag(field)})" if field in JobConfig.model_fields else field
+        lines.append(f"  {where}: {item['msg']}")
+    return "invalid settings:\n" + "\n".join(lines) + "\nFix the variable in the Space settings or pass the flag."
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> JobConfig:
+    """Settings from the environment, with `overrides` (from flags) taking precedence."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return JobConfig(**given)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error)) from None

@@ -1,0 +1,285 @@
+"""Promote a decided candidate: one commit, one tag on THAT commit, restart, verify, roll back.
+
+Nothing here decides; it reads the decision record. Nothing is restarted unless the tag
+verifiably points at the files just uploaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from deployed_api import DeployedAPIError, DeployedModelClient
+from hub import HubClient, HubError, RevisionNotFound, SpaceController, TagExists
+
+VERSION_PREFIX = "v"
+REVISION_VARIABLE = "MODEL_REVISION"
+LOCK_BRANCH = "retrain-lock"
+LIBRARIES = ("torch", "transformers", "datasets", "huggingface_hub", "scikit-learn", "accelerate", "wandb")
+
+
+class DeployError(RuntimeError):
+    """Push, tag, restart or verification failed; the message says what state was left."""
+
+
+def version_tag(now: datetime | None = None) -> str:
+    return (now or datetime.now(timezone.utc)).strftime("v%Y%m%d_%H%M%S")
+
+
+def project_commit() -> str:
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def build_metadata(cfg, version: str, data_report: dict, comparison: dict, decision: dict,
+                   train_metrics: dict) -> dict:
+    return {
+        "version": version,
+        "label": cfg.label,
+        "labels": cfg.labels,
+        "base_model": cfg.base_model,
+        "dataset": {"repo": cfg.dataset_repo, "revision": data_report.get("revision"),
+                    "commit": data_report.get("commit")},
+        "data_report": data_report,
+        "training": train_metrics,
+        "comparison": comparison,
+        "decision": decision,
+        "config": cfg.dump(),
+        "libraries": library_versions(),
+        "project_commit": project_commit(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def model_card(metadata: dict) -> str:
+    comparison, decision = metadata["comparison"], metadata["decision"]
+    candidate, deployed = comparison["candidate"], comparison.get("deployed") or {}
+    rows = [("macro-F1", "macro_f1"), ("weighted-F1", "weighted_f1"), ("accuracy", "accuracy")]
+    table = "\n".join(
+        f"| {name} | {candidate[key]:.4f} | {deployed[key]:.4f} |" if deployed else
+        f"| {name} | {candidate[key]:.4f} | - |" for name, key in rows)
+    per_class = "\n".join(
+        f"| {label} | {f1:.4f} | " + (f"{deployed['per_class_f1'][label]:.4f} |" if deployed else "- |")
+        for label, f1 in candidate["per_class_f1"].items())
+    ci = comparison.get("delta_f1_ci")
+    delta = "first deploy (no model was deployed)" if comparison.get("delta_f1") is None else (
+        f"{comparison['delta_f1']:+.4f} (95% paired bootstrap CI {ci[0]:+.4f} .. {ci[1]:+.4f})")
+    return f"""---
+base_model: {metadata['base_model']}
+pipeline_tag: text-classification
+tags: [retrainspace, {metadata['label']}]
+---
+
+# Grievance {metadata['label']} classifier {metadata['version']}
+
+Fine-tuned from `{metadata['base_model']}` with focal loss by retrainspace on dataset
+`{metadata['dataset']['repo']}` at `{metadata['dataset']['revision']}` (commit `{metadata['dataset']['commit']}`).
+
+## Candidate vs deployed on the same {comparison['n_samples']} stratified test samples
+
+| metric | this model | previously deployed |
+|---|---|---|
+{table}
+
+| class F1 | this model | previously deployed |
+|---|---|---|
+{per_class}
+
+dF1 (macro): {delta}
+
+## Decision
+
+{decision['outcome']}: {decision['rule']} — {'; '.join(decision['reasons'])}
+"""
+
+
+def release_folder(model_dir: Path, out_dir: Path, metadata: dict, extra_files: list[Path]) -> Path:
+    """Weights, tokenizer, metadata.json, model card and plots in one folder: one commit."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(model_dir, out_dir, ignore=shutil.ignore_patterns("checkpoint-*", "training_args.bin"))
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False))
+    (out_dir / "README.md").write_text(model_card(metadata), encoding="utf-8")
+    for path in extra_files:
+        shutil.copy(path, out_dir / path.name)
+    return out_dir
+
+
+def push_and_tag(hub: HubClient, repo_id: str, folder: Path, tag: str) -> tuple[str, str]:
+    """Upload the folder as ONE commit, tag that commit (suffix on a clash, never move a tag),
+    and verify the tag resolves to it with every file. Returns (tag, commit)."""
+    hub.ensure_repo(repo_id)
+    commit = hub.upload_folder(repo_id, folder, message=f"retrainspace: release {tag}")
+    for candidate in [tag] + [f"{tag}_{n}" for n in range(1, 10)]:
+        try:
+            hub.create_tag(repo_id, candidate, commit, message=f"retrainspace release {candidate}")
+            break
+        except TagExists:
+            continue
+    else:
+        raise DeployError(f"tags {tag} .. {tag}_9 all exist on {repo_id}; commit {commit} left untagged")
+    verify_tag(hub, repo_id, candidate, commit, folder)
+    return candidate, commit
+
+
+def verify_tag(hub: HubClient, repo_id: str, tag: str, commit: str, folder: Path) -> None:
+    resolved = hub.resolve_revision(repo_id, tag)
+    if resolved != commit:
+        raise DeployError(f"tag {tag} on {repo_id} resolves to {resolved}, not the uploaded commit {commit}")
+    expected = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    missing = expected - set(hub.list_files(repo_id, tag))
+    if missing:
+        raise DeployError(f"tag {tag} on {repo_id} lacks uploaded files: {sorted(missing)[:5]}")
+
+
+def version_tags(hub: HubClient, repo_id: str) -> list[str]:
+    """Release tags, oldest first."""
+    return sorted(t for t in hub.list_tags(repo_id) if t.startswith(VERSION_PREFIX))
+
+
+def serve_revision(space: SpaceController, cfg, revision: str) -> dict:
+    """Pin the Space to `revision`, restart it and wait until /health serves it."""
+    space.set_variable(REVISION_VARIABLE, revision)
+    space.restart()
+    state = space.wait_until("RUNNING", timeout=cfg.serving_timeout_s)
+    url = cfg.api_endpoint or state.url
+    if not url:
+        raise DeployError(f"Space {space.space_id} runs but reports no URL; set API_ENDPOINT")
+    client = DeployedModelClient.from_config(cfg, url)
+    try:
+        return wait_for_revision(client, revision, cfg.serving_timeout_s)
+    finally:
+        client.close()
+
+
+def wait_for_revision(client: DeployedModelClient, revision: str, timeout: float, poll: float = 2.0) -> dict:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        try:
+            health = client.health()
+            seen = health
+            if health.get("status") == "ok" and health.get("revision") == revision:
+                return health
+            if health.get("status") == "error":
+                break
+        except DeployedAPIError:
+            pass
+        time.sleep(poll)
+    raise DeployError(f"the inference Space did not serve {revision} within {timeout:.0f}s (last /health: {seen})")
+
+
+def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_tag: str | None) -> dict:
+    """Serve new_tag; if it never serves, go back to previous_tag and fail loudly."""
+    try:
+        return serve_revision(space, cfg, new_tag)
+    except (DeployError, HubError) as error:
+        if previous_tag is None:
+            raise DeployError(f"{error}; no previous version to roll back to") from error
+        try:
+            serve_revision(space, cfg, previous_tag)
+        except (DeployError, HubError) as rollback_error:
+            raise DeployError(f"{error}; rollback to {previous_tag} ALSO failed: {rollback_error}") from error
+        raise DeployError(f"{error}; rolled back: the Space serves {previous_tag} again") from error
+
+
+# --------------------------------------------------------------------------------------
+# Run lock: a branch on the model repo holding lock.json; creation is atomic on the Hub.
+
+
+class LockBusy(RuntimeError):
+    """Another live run holds the lock."""
+
+
+def _lock_owner() -> dict:
+    return {"run_id": uuid.uuid4().hex, "space_id": os.environ.get("SPACE_ID"), "host": socket.gethostname(),
+            "pid": os.getpid(), "started_at": time.time()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_is_stale(holder: dict, ttl: float) -> bool:
+    """Expired, or left by a run that cannot be alive: a restart of the same Space kills the
+    previous run, and a dead pid on this host is dead."""
+    if time.time() - holder.get("started_at", 0) > ttl:
+        return True
+    if holder.get("space_id") and holder["space_id"] == os.environ.get("SPACE_ID"):
+        return True
+    same_host = not holder.get("space_id") and holder.get("host") == socket.gethostname()
+    return same_host and not _pid_alive(int(holder.get("pid", 0)))
+
+
+class RunLock:
+    def __init__(self, hub: HubClient, repo_id: str, ttl: float, workdir: Path):
+        self.hub, self.repo_id, self.ttl, self.workdir = hub, repo_id, ttl, workdir
+        self.owner = _lock_owner()
+        self.held = False
+
+    def __enter__(self) -> "RunLock":
+        self.hub.ensure_repo(self.repo_id)
+        for _ in range(2):
+            if self._try_create():
+                return self
+            holder = self._holder()
+            if holder is not None and not lock_is_stale(holder, self.ttl):
+                raise LockBusy(f"another retrain run holds {self.repo_id}@{LOCK_BRANCH} since "
+                               f"{time.ctime(holder['started_at'])} (run {holder['run_id']}); not starting a second one")
+            self.hub.delete_branch(self.repo_id, LOCK_BRANCH)
+        raise LockBusy(f"could not take the run lock {self.repo_id}@{LOCK_BRANCH}")
+
+    def _try_create(self) -> bool:
+        try:
+            self.hub.create_branch(self.repo_id, LOCK_BRANCH)
+        except HubError:
+            return False
+        folder = self.workdir / "lock"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "lock.json").write_text(json.dumps(self.owner))
+        self.hub.upload_folder(self.repo_id, folder, message="retrainspace: run lock", revision=LOCK_BRANCH)
+        self.held = True
+        return True
+
+    def _holder(self) -> dict | None:
+        try:
+            return json.loads(self.hub.download_file(self.repo_id, "lock.json", LOCK_BRANCH).read_text())
+        except (HubError, ValueError):
+            return None  # a lock branch without a readable lock.json: half-made, treat as stale
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            try:
+                self.hub.delete_branch(self.repo_id, LOCK_BRANCH)
+            except RevisionNotFound:
+                pass
+            self.held = False

@@ -1,0 +1,159 @@
+"""Client of the deployed inference Space: the only module that does HTTP to it.
+
+Scores texts through `/predict/batch` when the Space offers it, else through `/predict` with a
+bounded pool of concurrent requests. Every request has a timeout and retries with backoff; a
+text that still fails is reported by index, never silently dropped.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class DeployedAPIError(RuntimeError):
+    """The deployed API could not be reached or answered nonsense."""
+
+
+@dataclass
+class DeployedScores:
+    """Predicted label per text (None where the API failed) and why each failure happened."""
+
+    labels: list[str | None]
+    failures: dict[int, str] = field(default_factory=dict)
+    mode: str = "batch"
+    seconds: float = 0.0
+
+
+class DeployedModelClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30,
+                 retries: int = 3, batch_size: int = 32, concurrency: int = 8, backoff: float = 0.5):
+        self.base_url = base_url.rstrip("/")
+        self.retries, self.backoff = retries, backoff
+        self.batch_size, self.concurrency = batch_size, concurrency
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+
+    @classmethod
+    def from_config(cls, cfg, base_url: str) -> "DeployedModelClient":
+        return cls(base_url, token=cfg.token, timeout=cfg.deployed_timeout_s, retries=cfg.deployed_retries,
+                   batch_size=cfg.deployed_batch_size, concurrency=cfg.deployed_concurrency)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- low level --------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """One call with retries on connection errors, timeouts and retryable statuses."""
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                last_error = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code not in RETRYABLE_STATUS:
+                return response
+            last_error = f"HTTP {response.status_code}"
+        raise DeployedAPIError(f"{method} {self.base_url}{path} failed after {self.retries + 1} tries: {last_error}")
+
+    def health(self) -> dict:
+        response = self._request("GET", "/health")
+        if response.status_code != 200:
+            raise DeployedAPIError(f"GET {self.base_url}/health answered HTTP {response.status_code}")
+        return _json(response, "/health")
+
+    def wait_until_ready(self, timeout: float, poll: float = 2.0) -> dict:
+        """Wait for a sleeping, building or loading Space until /health says ok."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            try:
+                health = self.health()
+                if health.get("status") == "ok":
+                    return health
+                last = f"status {health.get('status')!r}"
+            except DeployedAPIError as error:
+                last = str(error)
+            if time.monotonic() >= deadline:
+                raise DeployedAPIError(f"deployed API at {self.base_url} not ready after {timeout:.0f}s ({last})")
+            time.sleep(poll)
+
+    # --- scoring ------------------------------------------------------------------------
+    def predict_labels(self, texts: list[str]) -> DeployedScores:
+        started = time.perf_counter()
+        scores = self._predict_batched(texts)
+        if scores is None:
+            scores = self._predict_one_by_one(texts)
+        scores.seconds = time.perf_counter() - started
+        return scores
+
+    def _predict_batched(self, texts: list[str]) -> DeployedScores | None:
+        """None when the Space has no /predict/batch (then the caller falls back)."""
+        labels: list[str | None] = [None] * len(texts)
+        failures: dict[int, str] = {}
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start:start + self.batch_size]
+            try:
+                response = self._request("POST", "/predict/batch", json={"texts": chunk})
+                if response.status_code in (404, 405):
+                    return None
+                predictions = _batch_labels(response, len(chunk))
+            except DeployedAPIError:
+                # A failing batch is retried text by text so one bad text cannot sink the others.
+                singles = self._predict_one_by_one(chunk)
+                predictions = singles.labels
+                failures.update({start + i: why for i, why in singles.failures.items()})
+            labels[start:start + len(chunk)] = predictions
+        return DeployedScores(labels, failures, mode="batch")
+
+    def _predict_one(self, text: str) -> str:
+        response = self._request("POST", "/predict", json={"text": text})
+        if response.status_code != 200:
+            raise DeployedAPIError(f"POST /predict answered HTTP {response.status_code}: {response.text[:200]}")
+        label = _json(response, "/predict").get("label")
+        if not isinstance(label, str):
+            raise DeployedAPIError("POST /predict answered without a string 'label'")
+        return label
+
+    def _predict_one_by_one(self, texts: list[str]) -> DeployedScores:
+        def attempt(text: str) -> str | Exception:
+            try:
+                return self._predict_one(text)
+            except DeployedAPIError as error:
+                return error
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            results = list(pool.map(attempt, texts))
+        labels = [r if isinstance(r, str) else None for r in results]
+        failures = {i: str(r) for i, r in enumerate(results) if isinstance(r, Exception)}
+        return DeployedScores(labels, failures, mode="single")
+
+
+def _json(response: httpx.Response, path: str) -> dict:
+    try:
+        data = response.json()
+    except ValueError:
+        raise DeployedAPIError(f"{path} answered malformed JSON: {response.text[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise DeployedAPIError(f"{path} answered {type(data).__name__}, expected a JSON object")
+    return data
+
+
+def _batch_labels(response: httpx.Response, expected: int) -> list[str]:
+    if response.status_code != 200:
+        raise DeployedAPIError(f"POST /predict/batch answered HTTP {response.status_code}: {response.text[:200]}")
+    predictions = _json(response, "/predict/batch").get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != expected:
+        raise DeployedAPIError(f"/predict/batch returned {len(predictions) if isinstance(predictions, list) else 'no'} "
+                               f"predictions for {expected} texts")
+    labels = [p.get("label") if isinstance(p, dict) else None for p in predictions]
+    if not all(isinstance(label, str) for label in labels):
+        raise DeployedAPIError("/predict/batch returned a prediction without a string 'label'")
+    return labels

@@ -1,0 +1,89 @@
+"""What a run produced, as a dataclass (for tests) and as a text summary (for people)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+OUTCOME_EXIT_CODES = {"promoted": 0, "kept": 0, "skipped": 0, "failed": 1}
+
+
+@dataclass
+class RunResult:
+    label: str
+    run_dir: Path
+    outcome: str = "failed"            # promoted | kept | skipped | failed
+    step: str = "config"               # the step running now, or the one that failed
+    version: str | None = None         # the tag pushed when promoted
+    dataset: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    comparison: dict = field(default_factory=dict)
+    decision: dict = field(default_factory=dict)
+    deployment: dict = field(default_factory=dict)
+    error: str | None = None
+    wandb_dir: str | None = None
+    paused: str | None = None
+    started_at: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return OUTCOME_EXIT_CODES[self.outcome]
+
+    def enter(self, step: str) -> None:
+        self.step = step
+        print(f"[retrainspace] step: {step}", flush=True)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        return data
+
+
+def _metrics_line(name: str, metrics: dict | None) -> str:
+    if not metrics:
+        return f"  {name:<10} -"
+    per_class = ", ".join(f"{k}: {v:.3f}" for k, v in metrics["per_class_f1"].items())
+    return f"  {name:<10} macro-F1 {metrics['macro_f1']:.4f}  accuracy {metrics['accuracy']:.4f}  ({per_class})"
+
+
+def render_summary(result: RunResult) -> str:
+    lines = [f"retrainspace run for LABEL={result.label}: {result.outcome.upper()}"
+             + (f" at step '{result.step}'" if result.outcome == "failed" else ""),
+             f"  duration {result.seconds:.0f}s, run folder {result.run_dir}"]
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    if result.dataset:
+        lines.append(f"dataset {result.dataset.get('repo')}@{result.dataset.get('revision')} "
+                     f"(commit {str(result.dataset.get('commit'))[:12]})")
+    comparison = result.comparison
+    if comparison:
+        lines.append(f"comparison on {comparison['n_samples']} stratified test samples"
+                     + (f" (deployed {comparison.get('deployed_revision')})" if comparison.get("deployed") else
+                        " (no deployed model: first deploy)"))
+        lines.append(_metrics_line("candidate", comparison["candidate"]))
+        lines.append(_metrics_line("deployed", comparison.get("deployed")))
+        if comparison.get("delta_f1") is not None:
+            low, high = comparison["delta_f1_ci"]
+            lines.append(f"  dF1 {comparison['delta_f1']:+.4f}  95% CI [{low:+.4f}, {high:+.4f}]")
+        if comparison.get("failed_samples"):
+            lines.append(f"  deployed API failed on {len(comparison['failed_samples'])} samples (excluded for both)")
+    if result.decision:
+        lines.append(f"decision: {result.decision['outcome']} — {'; '.join(result.decision['reasons'])}")
+        lines.append(f"  rule: {result.decision['rule']}")
+    if result.version:
+        lines.append(f"promoted version {result.version}; serving: {result.deployment.get('serving')}")
+    if result.wandb_dir:
+        lines.append(f"W&B run: {result.wandb_dir}")
+    lines.append(f"retrain Space: {result.paused or 'not running in a Space: nothing to pause'}")
+    return "\n".join(lines)
+
+
+def write_summary(result: RunResult) -> Path:
+    result.run_dir.mkdir(parents=True, exist_ok=True)
+    text = render_summary(result)
+    (result.run_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    (result.run_dir / "summary.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    print("\n" + text, flush=True)
+    return result.run_dir / "summary.txt"

@@ -35,6 +35,12 @@ class RunResult:
         self.step = step
         print(f"[retrainspace] step: {step}", flush=True)
 
+    def status(self) -> dict:
+        """What the status page shows while the job runs."""
+        return {"label": self.label, "step": self.step, "outcome": self.outcome if self.seconds else "running",
+                "elapsed_s": round(time.time() - self.started_at), "version": self.version,
+                "decision": self.decision.get("outcome"), "error": self.error}
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir)

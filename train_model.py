@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", choices=["train", "rollback"], default="train",
                         help="train (default): the whole job. rollback: serve an earlier promoted version again")
     parser.add_argument("--to", metavar="TAG", help="rollback: the version tag to serve (default: the one before the served one)")
+    parser.add_argument("--status-port", type=int, metavar="PORT",
+                        help="serve a status page (current step, result) on this port while the job runs (Spaces: 7860)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved settings (secrets masked) and the dataset version, then exit")
     add_setting_flags(parser)
@@ -34,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "to", "dry_run")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "to", "dry_run", "status_port")}
     try:
         cfg = load_config(overrides)
     except ConfigError as error:
@@ -45,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return rollback(cfg, args.to)
     if args.dry_run:
         return dry_run(cfg)
-    return run(cfg).exit_code
+    return run(cfg, status_port=args.status_port).exit_code
 
 
-def run(cfg: JobConfig):
+def run(cfg: JobConfig, status_port: int | None = None):
     """The job. Returns the RunResult; re-raises the original error after the cleanup."""
     from deploy import LockBusy, RunLock
     from hub import HubClient
@@ -56,6 +58,9 @@ def run(cfg: JobConfig):
     from tracking import RunTracker
 
     result = RunResult(label=cfg.label, run_dir=new_run_dir(cfg))
+    if status_port:
+        from status_page import start_status_page
+        start_status_page(status_port, result.status)
     hub = tracker = None
     try:
         hub = HubClient.from_config(cfg)

@@ -1,4 +1,4 @@
-"""python -m localhub serve --data-dir DIR --port N [--token T]
+"""python -m localhub [serve] --data-dir DIR --port N [--token T]
    python -m localhub bind-space SPACE_ID [--cwd DIR] [--no-http] -- COMMAND...
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def bind(args: argparse.Namespace) -> None:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.command
     if not command:
-        sys.exit("bind-space: give the command after '--', e.g. -- python -m http.server")
+        sys.exit("bind-space: give the command after '--', e.g. -- python app.py")
     try:
         print(bind_space(args.url, args.space_id, command, cwd=args.cwd, serves_http=not args.no_http,
                          token=os.environ.get("LOCALHUB_TOKEN")))
@@ -54,9 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--url", default=os.environ.get("LOCALHUB_URL", DEFAULT_URL))
     b.add_argument("--cwd", default=None)
     b.add_argument("--no-http", action="store_true", help="the app serves no HTTP: RUNNING as soon as it starts")
-    b.add_argument("command", nargs=argparse.REMAINDER)
     b.set_defaults(run=bind)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("serve", "bind-space", "-h", "--help"):
+        argv = ["serve", *argv]  # `python -m localhub --data-dir DIR --port N` serves too
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.command = command
     args.run(args)
 
 

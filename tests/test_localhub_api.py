@@ -133,3 +133,32 @@ def test_from_config_uses_the_embedded_hub(local_hub, monkeypatch):
     assert cfg.embedded and client.endpoint == local_hub.url
     client.ensure_repo(cfg.dataset_repo, "dataset")
     assert client.repo_exists(cfg.dataset_repo, "dataset")
+
+
+def test_cli_bind_space(local_hub, hub_client, unique_repo_id, tmp_path):
+    hub_client.ensure_repo(unique_repo_id, "space")
+    result = subprocess.run(
+        [sys.executable, "-m", "localhub", "bind-space", unique_repo_id, "--url", local_hub.url, "--no-http",
+         "--cwd", str(tmp_path), "--", sys.executable, "-c", "print('hi')"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    space = hub_client.space(unique_repo_id)
+    space.restart()
+    assert space.wait_until("STOPPED", timeout=30, poll=0.1).stage == "STOPPED"
+
+
+def test_client_turns_xet_off_even_when_the_env_does_not(local_hub, tmp_path):
+    code = textwrap.dedent(f"""
+        import huggingface_hub  # imported before anyone could set HF_HUB_DISABLE_XET
+        from hub import HubClient
+        client = HubClient({local_hub.url!r}, cache_dir={str(tmp_path)!r})
+        client.ensure_repo("xet/off")
+        commit = client.upload_file("xet/off", "w.bin", bytes(range(256)) * 4, "binary via LFS")
+        print(client.download_file("xet/off", "w.bin", commit).read_bytes() == bytes(range(256)) * 4)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_XET"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "True"

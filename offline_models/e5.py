@@ -152,8 +152,12 @@ def dequantize_q4_0(raw: bytes | np.ndarray, count: int) -> np.ndarray:
     if len(blocks) * QK != count:
         raise ValueError(f"Q4_0 data holds {len(blocks) * QK} weights, expected {count}")
     nibbles = blocks["nibbles"]
-    q = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=1).astype(np.int8) - 8
-    return (q * blocks["scale"].astype(np.float32)[:, None]).reshape(-1)
+    weights = np.empty((len(blocks), QK), np.float32)
+    weights[:, :QK // 2] = nibbles & 0x0F
+    weights[:, QK // 2:] = nibbles >> 4
+    weights -= 8
+    weights *= blocks["scale"].astype(np.float32)[:, None]
+    return weights.reshape(-1)
 
 
 def tensor_values(e5: E5File, name: str) -> np.ndarray:
@@ -175,7 +179,8 @@ def bert_config(e5: E5File):
         vocab_size=d["vocab"], hidden_size=d["hidden"], num_hidden_layers=d["layers"],
         num_attention_heads=d["heads"], intermediate_size=d["intermediate"],
         max_position_embeddings=d["max_positions"], type_vocab_size=d["type_vocab"],
-        layer_norm_eps=d["layer_norm_eps"], hidden_act="gelu",  # e5.c: erf GELU
+        # the file holds eps as float32; 7 significant digits give back the original 1e-12
+        layer_norm_eps=float(f"{d['layer_norm_eps']:.7g}"), hidden_act="gelu",  # e5.c: erf GELU
         pad_token_id=e5.special_ids["pad"], bos_token_id=e5.special_ids["bos"],
         eos_token_id=e5.special_ids["eos"], architectures=["BertModel"],
     )
@@ -309,12 +314,29 @@ def convert_e5(out_dir: str | Path, source: str | Path | None = None, force: boo
     try:
         write_model_folder(read_e5_file(source), staging)
         (staging / STAMP_FILE).write_text(json.dumps(stamp, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        make_readable(staging)
+        move_into_place(staging, out_dir, stamp, replace=force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def make_readable(folder: Path) -> None:
+    # mkdtemp and safetensors create owner-only files; the local hub may serve them to others
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
+def move_into_place(staging: Path, out_dir: Path, stamp: dict, replace: bool) -> None:
+    if out_dir.exists() and (replace or not is_converted(out_dir, stamp)):
+        shutil.rmtree(out_dir)  # an older conversion (checked by the caller to be ours)
+    try:
+        os.replace(staging, out_dir)
+    except OSError:
+        # a concurrent convert_e5 finished first; its result is as good as ours
+        if not is_converted(out_dir, stamp):
+            raise
 
 
 def main(argv: list[str] | None = None) -> int:

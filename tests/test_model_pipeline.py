@@ -34,9 +34,22 @@ def urgency_data(sample_splits, urgency_cfg):
     return to_dataset(sample_splits, urgency_cfg)
 
 
+class RecordingTracker:
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def log(self, metrics):
+        self.logged.append(metrics)
+
+
 @pytest.fixture(scope="module")
-def trained(urgency_cfg, urgency_data, tiny_model_dir, tmp_path_factory):
-    return mp.train(urgency_cfg, urgency_data, tiny_model_dir, tmp_path_factory.mktemp("run"))
+def tracker():
+    return RecordingTracker()
+
+
+@pytest.fixture(scope="module")
+def trained(urgency_cfg, urgency_data, tiny_model_dir, tmp_path_factory, tracker):
+    return mp.train(urgency_cfg, urgency_data, tiny_model_dir, tmp_path_factory.mktemp("run"), tracker)
 
 
 def mean_cross_entropy(model, tokenizer, split) -> float:
@@ -63,6 +76,15 @@ def test_best_checkpoint_has_the_highest_eval_macro_f1(trained):
     best = max(evals, key=lambda h: h["eval_macro_f1"])
     assert trained.best_checkpoint.endswith(f"checkpoint-{best['step']}")
     assert trained.eval_metrics["macro_f1"] == pytest.approx(best["eval_macro_f1"])
+
+
+def test_every_eval_and_the_final_metrics_reach_the_tracker(trained, tracker):
+    evals = [m for m in tracker.logged if "eval_macro_f1" in m]
+    assert len(evals) == len([h for h in trained.history if "eval_macro_f1" in h])
+    assert all("train/global_step" in m for m in evals)
+    final = tracker.logged[-1]
+    assert final["test/macro_f1"] == trained.test_metrics["macro_f1"]
+    assert final["best_eval/f1/URGENT"] == trained.eval_metrics["per_class_f1"]["URGENT"]
 
 
 def test_best_model_is_saved_with_label_names(trained, urgency_cfg):

@@ -1,0 +1,421 @@
+"""Step 3 of the job: fine-tune the base model for the LABEL with focal loss.
+
+tokenize (no padding) -> model from the local base folder -> FocalLossTrainer with dynamic
+padding, length-grouped batches, eval + save every EVAL_STEPS, early stopping, best by
+macro-F1 -> evaluate validation and test -> save the best model with its label names.
+
+The same `train()` runs on one CPU, one GPU, or several processes under `torchrun` /
+`accelerate launch` (DDP); only rank 0 writes files and talks to the tracker.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from configs import JobConfig
+
+logger = logging.getLogger(__name__)
+
+BEST_MODEL_METRIC = "macro_f1"
+SAVE_TOTAL_LIMIT = 2  # the best checkpoint and the newest one: enough to resume, spares the disk
+
+
+class TrainingInputError(ValueError):
+    """The model folder, the data or a setting cannot be trained on; the message says the fix."""
+
+
+@dataclass
+class TrainResult:
+    model: PreTrainedModel
+    tokenizer: Any
+    model_dir: Path
+    eval_metrics: dict[str, Any]
+    test_metrics: dict[str, Any]
+    train_seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_checkpoint: str | None = None
+    precision: str = "fp32"
+    world_size: int = 1
+
+
+# --------------------------------------------------------------------------------------
+# Processes and devices
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch; True when not distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_precision(requested: str) -> str:
+    """fp32, fp16 or bf16 for this device; an explicit request the device can't honour fails here."""
+    cuda = torch.cuda.is_available()
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    if requested == "auto":
+        return ("bf16" if bf16_ok else "fp16") if cuda else "fp32"
+    if requested == "fp16" and not cuda:
+        raise TrainingInputError(
+            "PRECISION=fp16 needs a CUDA GPU and none is available; set PRECISION=auto or fp32"
+        )
+    if requested == "bf16" and not bf16_ok:
+        device = torch.cuda.get_device_name() if cuda else "this CPU-only machine"
+        raise TrainingInputError(
+            f"PRECISION=bf16 is not supported on {device}; set PRECISION=auto (fp16 on older GPUs) or fp32"
+        )
+    return requested
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: list[str]) -> dict[str, Any]:
+    """accuracy, macro/weighted F1 and per-class F1 over every label id, also absent ones."""
+    ids = list(range(len(labels)))
+    per_class = f1_score(y_true, y_pred, labels=ids, average=None, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
+        "per_class_f1": {name: float(score) for name, score in zip(labels, per_class)},
+    }
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Trainer logs and trackers want scalars: per_class_f1 becomes f1/<label>."""
+    flat = {k: v for k, v in metrics.items() if k != "per_class_f1"}
+    flat.update({f"f1/{name}": v for name, v in metrics.get("per_class_f1", {}).items()})
+    return flat
+
+
+def make_compute_metrics(labels: list[str]):
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return flat_metrics(classification_metrics(prediction.label_ids, logits.argmax(-1), labels))
+
+    return compute_metrics
+
+
+def confusion_matrix_png(y_true, y_pred, labels: list[str], path: str | Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
+    fig, ax = plt.subplots(figsize=(2 + 1.3 * len(labels), 1.5 + 1.1 * len(labels)))
+    ax.imshow(matrix, cmap="Blues")
+    short = [name if len(name) <= 18 else name[:16] + "…" for name in labels]
+    ax.set_xticks(range(len(labels)), short, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), short)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (row, col), count in np.ndenumerate(matrix):
+        ax.text(col, row, str(count), ha="center", va="center",
+                color="white" if count > matrix.max() / 2 else "black")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Focal loss
+
+
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float,
+               alpha: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """-alpha_y * (1 - p_y)^gamma * log p_y; gamma=0 and alpha=None is cross-entropy."""
+    log_p = F.log_softmax(logits.float(), dim=-1)  # fp32 so (1 - p)^gamma stays finite under fp16
+    log_p_true = log_p.gather(1, labels.unsqueeze(1)).squeeze(1)
+    loss = -((1 - log_p_true.exp()) ** gamma) * log_p_true
+    if alpha is not None:
+        loss = loss * alpha.to(loss.device)[labels]
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean()
+    return loss
+
+
+def class_alpha(cfg: JobConfig, train_labels: Sequence[int]) -> torch.Tensor | None:
+    """Per-class focal alpha from FOCAL_ALPHA: balanced, none, one number, or one per class."""
+    spec = cfg.alpha_weights()
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(train_labels), minlength=len(cfg.labels)).astype(np.float64)
+        inverse = 1.0 / counts
+        # Mean weight 1 keeps the loss on the cross-entropy scale, so LEARNING_RATE means the same.
+        return torch.tensor(inverse * len(counts) / inverse.sum(), dtype=torch.float32)
+    if isinstance(spec, float):
+        return torch.full((len(cfg.labels),), spec, dtype=torch.float32)
+    return torch.tensor(spec, dtype=torch.float32)
+
+
+class FocalLossTrainer(Trainer):
+    """Trainer whose loss is the focal loss of the classification logits.
+
+    Under gradient accumulation (and DDP) the Trainer passes `num_items_in_batch`, the number of
+    labels in the whole accumulated (and gathered) batch: the loss is then summed and divided by
+    it, so accumulating k batches of b gives the same gradient as one batch of k*b.
+    """
+
+    def __init__(self, *args, gamma: float = 2.0, alpha: torch.Tensor | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gamma = gamma
+        self.alpha = alpha
+        # Our compute_loss consumes num_items_in_batch whatever the model's forward accepts; this
+        # makes the Trainer count it and treat our loss as already scaled for accumulation.
+        self.model_accepts_loss_kwargs = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        if num_items_in_batch is None:
+            loss = focal_loss(outputs.logits, labels, self.gamma, self.alpha)
+        else:
+            loss = focal_loss(outputs.logits, labels, self.gamma, self.alpha, reduction="sum")
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                # num_items_in_batch counts every rank, and DDP averages gradients over ranks.
+                loss = loss * self.args.world_size
+        return (loss, outputs) if return_outputs else loss
+
+
+# --------------------------------------------------------------------------------------
+# Model, data, trainer
+
+
+def load_base_model(base_model_dir: Path, cfg: JobConfig):
+    """Tokenizer and a sequence classifier with the LABEL's names; a foreign head is re-initialised."""
+    base_model_dir = Path(base_model_dir)
+    if not (base_model_dir / "config.json").is_file():
+        raise TrainingInputError(
+            f"base model folder {str(base_model_dir)!r} (MODEL_CHECKPOINT={cfg.base_model}) has no "
+            "config.json; download the checkpoint through the hub adapter first or fix MODEL_CHECKPOINT"
+        )
+    warn_if_head_differs(base_model_dir, cfg)
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_model_dir, local_files_only=True, num_labels=len(cfg.labels),
+        id2label=cfg.id2label, label2id=cfg.label2id, ignore_mismatched_sizes=True,
+    )
+    return model, tokenizer
+
+
+def warn_if_head_differs(base_model_dir: Path, cfg: JobConfig) -> None:
+    config = json.loads((base_model_dir / "config.json").read_text())
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+    head_size = len(config.get("id2label") or {})
+    if is_classifier and head_size != len(cfg.labels):
+        logger.warning(
+            "checkpoint %s has a %d-class head but LABEL=%s has %d classes: re-initialising the head",
+            base_model_dir, head_size, cfg.label, len(cfg.labels),
+        )
+
+
+def check_every_class_in_train(train_labels: Sequence[int], cfg: JobConfig) -> None:
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(cfg.labels))
+    if len(counts) > len(cfg.labels):
+        raise TrainingInputError(
+            f"train labels go up to id {len(counts) - 1} but LABEL={cfg.label} has {len(cfg.labels)} classes"
+        )
+    missing = [cfg.labels[i] for i, n in enumerate(counts) if n == 0]
+    if missing:
+        raise TrainingInputError(
+            f"class {', '.join(repr(m) for m in missing)} has no train samples (LABEL={cfg.label}); "
+            "add labelled examples of it to the dataset's train split"
+        )
+
+
+def tokenize_splits(dataset, tokenizer, max_length: int, pad_to_max: bool = False):
+    """input_ids, attention mask, labels and a length column; padding is left to the collator."""
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length,
+                            padding="max_length" if pad_to_max else False)
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    columns = dataset["train"].column_names
+    return dataset.map(encode, batched=True, remove_columns=[c for c in columns if c != "label"])
+
+
+def steps_per_epoch(num_samples: int, cfg: JobConfig, processes: int) -> int:
+    return max(1, math.ceil(num_samples / (cfg.train_batch_size * processes * cfg.gradient_accumulation_steps)))
+
+
+def training_arguments(cfg: JobConfig, output_dir: Path, precision: str, epoch_steps: int,
+                       group_by_length: bool = True) -> TrainingArguments:
+    # A tiny dataset has fewer steps per epoch than EVAL_STEPS: still evaluate once an epoch.
+    eval_steps = min(cfg.eval_steps, epoch_steps)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.num_train_epochs,
+        per_device_train_batch_size=cfg.train_batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=SAVE_TOTAL_LIMIT,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model=BEST_MODEL_METRIC,
+        greater_is_better=True,
+        logging_steps=max(1, min(10, eval_steps)),
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=not sys.stderr.isatty(),
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+class TrackerCallback(TrainerCallback):
+    """Sends the Trainer's train logs and per-eval metrics to the run tracker (rank 0 only)."""
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            scalars = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+            self.tracker.log({**scalars, "train/global_step": state.global_step})
+
+
+def build_trainer(cfg: JobConfig, model, tokenizer, tokenized, args: TrainingArguments,
+                  alpha: torch.Tensor | None, trainer_cls: type[Trainer] = FocalLossTrainer,
+                  callbacks: list[TrainerCallback] | None = None) -> Trainer:
+    extra = {"gamma": cfg.focal_gamma, "alpha": alpha} if issubclass(trainer_cls, FocalLossTrainer) else {}
+    return trainer_cls(
+        model=model, args=args,
+        train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(cfg.labels),
+        callbacks=callbacks or [],
+        **extra,
+    )
+
+
+def run_training(trainer: Trainer, cfg: JobConfig):
+    try:
+        return trainer.train()
+    except torch.cuda.OutOfMemoryError as error:
+        raise TrainingInputError(
+            f"CUDA out of memory with TRAIN_BATCH_SIZE={cfg.train_batch_size} and "
+            f"GRADIENT_ACCUMULATION_STEPS={cfg.gradient_accumulation_steps} (max_length {cfg.max_length}); "
+            "lower TRAIN_BATCH_SIZE and raise GRADIENT_ACCUMULATION_STEPS to keep the effective batch"
+        ) from error
+
+
+def split_metrics(trainer: Trainer, split, labels: list[str]) -> dict[str, Any]:
+    output = trainer.predict(split)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return classification_metrics(output.label_ids, logits.argmax(-1), labels)
+
+
+def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, tracker=None) -> TrainResult:
+    """Fine-tune base_model_dir on dataset (train/validation/test with text and label ids)."""
+    output_dir = Path(output_dir)
+    precision = resolve_precision(cfg.precision)
+    check_every_class_in_train(dataset["train"]["label"], cfg)
+    set_seed(cfg.seed)
+    model, tokenizer = load_base_model(base_model_dir, cfg)
+    tokenized = tokenize_splits(dataset, tokenizer, cfg.max_length)
+    processes = world_size()
+    args = training_arguments(cfg, output_dir / "checkpoints", precision,
+                              steps_per_epoch(len(tokenized["train"]), cfg, processes))
+    callbacks: list[TrainerCallback] = []
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    if tracker is not None:
+        callbacks.append(TrackerCallback(tracker))
+    trainer = build_trainer(cfg, model, tokenizer, tokenized, args,
+                            class_alpha(cfg, dataset["train"]["label"]), callbacks=callbacks)
+
+    logger.info("training %s on %d samples, %s, %d process(es)", cfg.label, len(tokenized["train"]),
+                precision, processes)
+    started = time.perf_counter()
+    run_training(trainer, cfg)
+    train_seconds = time.perf_counter() - started
+
+    eval_metrics = split_metrics(trainer, tokenized["validation"], cfg.labels)
+    test_metrics = split_metrics(trainer, tokenized["test"], cfg.labels)
+    model_dir = output_dir / "best_model"
+    trainer.save_model(str(model_dir))  # rank 0 only; also saves the tokenizer (processing_class)
+    if tracker is not None:
+        tracker.log({**{f"best_eval/{k}": v for k, v in flat_metrics(eval_metrics).items()},
+                     **{f"test/{k}": v for k, v in flat_metrics(test_metrics).items()}})
+    return TrainResult(
+        model=trainer.model, tokenizer=tokenizer, model_dir=model_dir,
+        eval_metrics=eval_metrics, test_metrics=test_metrics, train_seconds=train_seconds,
+        history=trainer.state.log_history, best_checkpoint=trainer.state.best_model_checkpoint,
+        precision=precision, world_size=processes,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Inference
+
+
+@torch.no_grad()
+def predict(model, tokenizer, texts: list[str], batch_size: int = 32,
+            max_length: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted label ids and class probabilities, batched with dynamic padding."""
+    model.eval()
+    num_classes = model.config.num_labels
+    probs = np.zeros((len(texts), num_classes), dtype=np.float32)
+    # Similar lengths in a batch waste little padding; results go back to the input order.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt").to(model.device)
+        logits = model(**batch).logits
+        probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs.argmax(-1), probs

@@ -1,0 +1,248 @@
+import logging
+import math
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, Trainer
+
+import model_pipeline as mp
+from configs import JobConfig
+
+FAST = dict(num_train_epochs=2, train_batch_size=16, eval_steps=5, learning_rate=5e-3,
+            early_stopping_patience=0, warmup_ratio=0.0)
+
+
+def to_dataset(splits: dict[str, pd.DataFrame], cfg: JobConfig) -> datasets.DatasetDict:
+    return datasets.DatasetDict({
+        name: datasets.Dataset.from_pandas(
+            pd.DataFrame({"text": df.text, "label": df[cfg.label].map(cfg.label2id)}), preserve_index=False)
+        for name, df in splits.items()
+    })
+
+
+@pytest.fixture(scope="module")
+def urgency_cfg():
+    return JobConfig(label="urgency", **FAST)
+
+
+@pytest.fixture(scope="module")
+def urgency_data(sample_splits, urgency_cfg):
+    return to_dataset(sample_splits, urgency_cfg)
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def log(self, metrics):
+        self.logged.append(metrics)
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    return RecordingTracker()
+
+
+@pytest.fixture(scope="module")
+def trained(urgency_cfg, urgency_data, tiny_model_dir, tmp_path_factory, tracker):
+    return mp.train(urgency_cfg, urgency_data, tiny_model_dir, tmp_path_factory.mktemp("run"), tracker)
+
+
+def mean_cross_entropy(model, tokenizer, split) -> float:
+    _, probs = mp.predict(model, tokenizer, split["text"])
+    return float(-np.log(probs[np.arange(len(probs)), split["label"]]).mean())
+
+
+# --- training --------------------------------------------------------------------------
+
+
+def test_training_lowers_the_train_loss(trained, urgency_cfg, urgency_data, tiny_model_dir):
+    torch.manual_seed(0)
+    untrained, tokenizer = mp.load_base_model(tiny_model_dir, urgency_cfg)
+    before = mean_cross_entropy(untrained, tokenizer, urgency_data["train"])
+    after = mean_cross_entropy(trained.model, trained.tokenizer, urgency_data["train"])
+    assert after < before - 0.02
+    logged = [h["loss"] for h in trained.history if "loss" in h]
+    assert np.mean(logged[-2:]) < np.mean(logged[:2])
+
+
+def test_best_checkpoint_has_the_highest_eval_macro_f1(trained):
+    evals = [h for h in trained.history if "eval_macro_f1" in h]
+    assert len(evals) >= 3
+    best = max(evals, key=lambda h: h["eval_macro_f1"])
+    assert trained.best_checkpoint.endswith(f"checkpoint-{best['step']}")
+    assert trained.eval_metrics["macro_f1"] == pytest.approx(best["eval_macro_f1"])
+
+
+def test_every_eval_and_the_final_metrics_reach_the_tracker(trained, tracker):
+    evals = [m for m in tracker.logged if "eval_macro_f1" in m]
+    assert len(evals) == len([h for h in trained.history if "eval_macro_f1" in h])
+    assert all("train/global_step" in m for m in evals)
+    final = tracker.logged[-1]
+    assert final["test/macro_f1"] == trained.test_metrics["macro_f1"]
+    assert final["best_eval/f1/URGENT"] == trained.eval_metrics["per_class_f1"]["URGENT"]
+
+
+def test_best_model_is_saved_with_label_names(trained, urgency_cfg):
+    reloaded = AutoModelForSequenceClassification.from_pretrained(trained.model_dir)
+    assert reloaded.config.id2label == urgency_cfg.id2label
+    assert reloaded.config.label2id == urgency_cfg.label2id
+    assert (trained.model_dir / "tokenizer.json").is_file()
+    assert set(trained.test_metrics["per_class_f1"]) == set(urgency_cfg.labels)
+
+
+def test_cpu_run_has_no_mixed_precision(trained):
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only behaviour")
+    assert trained.precision == "fp32"
+    assert mp.resolve_precision("auto") == "fp32"
+    assert all(p.dtype == torch.float32 for p in trained.model.parameters())
+
+
+def test_early_stopping_stops_when_macro_f1_stalls(urgency_data, tiny_model_dir, tmp_path):
+    # A learning rate this small changes no prediction, so macro-F1 never improves.
+    cfg = JobConfig(label="urgency", **{**FAST, "learning_rate": 1e-12, "eval_steps": 2,
+                                         "early_stopping_patience": 1})
+    result = mp.train(cfg, urgency_data, tiny_model_dir, tmp_path)
+    evals = [h for h in result.history if "eval_macro_f1" in h]
+    assert len(evals) == 2
+    assert evals[-1]["step"] == 4
+
+
+# --- focal loss ------------------------------------------------------------------------
+
+
+def test_focal_loss_with_gamma_0_and_no_alpha_is_cross_entropy():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    assert mp.focal_loss(logits, labels, gamma=0.0).item() == pytest.approx(F.cross_entropy(logits, labels).item())
+
+
+def test_trainer_loss_with_gamma_0_matches_the_model_cross_entropy(tiny_model_dir, urgency_data, tmp_path):
+    cfg = JobConfig(label="urgency", focal_gamma=0, focal_alpha="none")
+    model, tokenizer = mp.load_base_model(tiny_model_dir, cfg)
+    tokenized = mp.tokenize_splits(urgency_data, tokenizer, 64)
+    args = mp.training_arguments(cfg, tmp_path, "fp32", epoch_steps=10)
+    trainer = mp.build_trainer(cfg, model, tokenizer, tokenized, args, alpha=mp.class_alpha(cfg, []))
+    batch = trainer.data_collator([{k: tokenized["train"][i][k] for k in ("input_ids", "attention_mask", "label")}
+                                   for i in range(6)])
+    model.eval()
+    expected = model(**batch).loss.item()
+    assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_per_class_alpha_is_applied():
+    logits, labels = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), torch.tensor([0, 2])
+    alpha = torch.tensor([0.5, 1.0, 2.0])
+    p0 = math.exp(2) / (math.exp(2) + 2)
+    p1 = 1 / (2 + math.e)
+    expected = [-0.5 * (1 - p0) ** 2 * math.log(p0), -2.0 * (1 - p1) ** 2 * math.log(p1)]
+    got = mp.focal_loss(logits, labels, gamma=2.0, alpha=alpha, reduction="none")
+    assert got.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_loss_is_normalised_by_num_items_of_the_accumulated_batch(tiny_model_dir, urgency_data, tmp_path):
+    cfg = JobConfig(label="urgency", focal_alpha="1,2,3")
+    model, tokenizer = mp.load_base_model(tiny_model_dir, cfg)
+    tokenized = mp.tokenize_splits(urgency_data, tokenizer, 64)
+    args = mp.training_arguments(cfg, tmp_path, "fp32", epoch_steps=10)
+    trainer = mp.build_trainer(cfg, model, tokenizer, tokenized, args, alpha=mp.class_alpha(cfg, []))
+    rows = [{k: tokenized["train"][i][k] for k in ("input_ids", "attention_mask", "label")} for i in range(8)]
+    model.eval()
+    whole = trainer.compute_loss(model, dict(trainer.data_collator(rows))).item()
+    # Two accumulated halves of 3 and 5 rows, each divided by the 8 items of the whole batch.
+    halves = sum(trainer.compute_loss(model, dict(trainer.data_collator(part)), num_items_in_batch=8).item()
+                 for part in (rows[:3], rows[3:]))
+    assert halves == pytest.approx(whole, rel=1e-5)
+
+
+def test_balanced_alpha_is_inverse_class_frequency_with_mean_1():
+    cfg = JobConfig(label="urgency", focal_alpha="balanced")
+    alpha = mp.class_alpha(cfg, [0, 1, 1, 2, 2, 2, 2, 2])
+    inverse = np.array([1, 1 / 2, 1 / 5])
+    assert alpha.tolist() == pytest.approx((inverse * 3 / inverse.sum()).tolist())
+    assert mp.class_alpha(JobConfig(label="urgency", focal_alpha="0.25"), [0]).tolist() == [0.25] * 3
+    assert mp.class_alpha(JobConfig(label="urgency", focal_alpha="none"), [0]) is None
+
+
+# --- metrics and prediction -----------------------------------------------------------
+
+
+def test_metrics_include_every_label_even_if_absent():
+    labels = ["a", "b", "c"]
+    metrics = mp.classification_metrics([0, 0, 1, 1], [0, 0, 1, 0], labels)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["per_class_f1"] == {"a": pytest.approx(0.8), "b": pytest.approx(2 / 3), "c": 0.0}
+    assert metrics["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 3)
+
+
+def test_confusion_matrix_png_is_written(tmp_path):
+    path = mp.confusion_matrix_png([0, 1, 2], [0, 2, 2], ["NORMAL", "URGENT", "HIGHLY URGENT"],
+                                   tmp_path / "cm" / "test.png", "urgency test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_batches_give_the_same_answer_as_one_by_one(trained, urgency_data):
+    texts = urgency_data["test"]["text"][:10]
+    ids, probs = mp.predict(trained.model, trained.tokenizer, texts, batch_size=4)
+    assert probs.shape == (10, 3)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    single = np.vstack([mp.predict(trained.model, trained.tokenizer, [t])[1] for t in texts])
+    assert np.allclose(probs, single, atol=1e-5)
+    assert (ids == single.argmax(1)).all()
+
+
+def test_is_main_process_follows_rank(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    assert not mp.is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert mp.is_main_process()
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+def test_missing_base_model_dir_is_a_clear_error(urgency_data, tmp_path):
+    cfg = JobConfig(label="urgency", model_checkpoint="org/not-there")
+    with pytest.raises(mp.TrainingInputError, match="org/not-there.*config.json"):
+        mp.train(cfg, urgency_data, tmp_path / "nothing", tmp_path / "out")
+
+
+def test_class_without_train_samples_is_named(sample_splits, tiny_model_dir, tmp_path):
+    cfg = JobConfig(label="urgency", **FAST)
+    splits = {**sample_splits, "train": sample_splits["train"].query("urgency != 'HIGHLY URGENT'")}
+    with pytest.raises(mp.TrainingInputError, match="'HIGHLY URGENT' has no train samples"):
+        mp.train(cfg, to_dataset(splits, cfg), tiny_model_dir, tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_without_cuda_names_precision(precision, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(mp.TrainingInputError, match=f"PRECISION={precision}"):
+        mp.resolve_precision(precision)
+
+
+def test_out_of_memory_names_batch_size_and_accumulation(urgency_cfg, urgency_data, tiny_model_dir,
+                                                         tmp_path, monkeypatch):
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "train", out_of_memory)
+    with pytest.raises(mp.TrainingInputError, match="TRAIN_BATCH_SIZE=16.*GRADIENT_ACCUMULATION_STEPS=1"):
+        mp.train(urgency_cfg, urgency_data, tiny_model_dir, tmp_path)
+
+
+def test_checkpoint_with_another_head_size_is_reinitialised(tiny_model_dir, tmp_path, caplog):
+    department = JobConfig(label="department")
+    model, tokenizer = mp.load_base_model(tiny_model_dir, department)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="model_pipeline"):
+        model, _ = mp.load_base_model(tmp_path, JobConfig(label="urgency"))
+    assert model.config.num_labels == 3
+    assert model.classifier.out_features == 3
+    assert "4-class head" in caplog.text and "re-initialising" in caplog.text

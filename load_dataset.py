@@ -154,6 +154,7 @@ class NearDuplicateIndex:
         frequency.update(g for t in all_texts for g in char_ngrams(t, n))
         self.rank = {g: (count, g) for g, count in frequency.items()}
         self.postings: dict[str, list[int]] = defaultdict(list)
+        self.verified = 0  # exact similarity computations, to show the filter works
         for i, grams in enumerate(self.sets):
             for gram in self._prefix(grams):
                 self.postings[gram].append(i)
@@ -172,6 +173,7 @@ class NearDuplicateIndex:
             other = len(self.sets[i])
             if not (self.threshold * other <= size + 1e-9 and self.threshold * size <= other + 1e-9):
                 continue
+            self.verified += 1
             similarity = jaccard(grams, self.sets[i])
             if similarity >= self.threshold and (best is None or similarity > best[1]):
                 best = (i, similarity)
@@ -398,6 +400,13 @@ def find_split_files(paths: list[str]) -> dict[str, list[str]]:
         match = _SHARD.match(name.name[: -len(name.suffix)])
         if match and match["split"] in SPLITS:
             found[match["split"]].append(path)
+    for split, names in found.items():
+        layouts = {(str(Path(n).parent), Path(n).suffix) for n in names}
+        if len(layouts) > 1:
+            # Two copies of a split (say train.csv and data/train-*.parquet) would be concatenated.
+            raise DatasetValidationError(
+                f"split {split} has files in {len(layouts)} layouts: {names}; keep one folder and one format."
+            )
     return dict(found)
 
 

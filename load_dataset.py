@@ -279,15 +279,17 @@ class _Checks:
         leaks = find_leaks(texts.tolist(), [text for _, text in earlier], self.cfg.near_duplicate_threshold)
         exact = sum(leak.exact for leak in leaks)
         near = len(leaks) - exact
+        # Near-duplicates first: they show what the threshold catches; exact copies speak for themselves.
+        shown_leaks = sorted(leaks, key=lambda leak: leak.exact)[:EXAMPLES]
         examples = [{"text": texts[leak.row], "matches": earlier[leak.match][1], "in": earlier[leak.match][0],
-                     "similarity": round(leak.similarity, 3)} for leak in leaks[:EXAMPLES]]
+                     "similarity": round(leak.similarity, 3)} for leak in shown_leaks]
         figures = Leakage(split, against, len(texts), exact, near, examples)
         self.report.leakage.append(figures)
         if figures.ratio <= self.cfg.max_leakage_ratio:
             return  # tolerated share: reported, kept
         bad = pd.Series(texts.index.isin([leak.row for leak in leaks]), index=texts.index)
         against_files = " or ".join(self.files[name] for name in against)
-        shown = "; ".join(f"{e['text'][:60]!r} ~ {e['matches'][:60]!r} ({e['in']}, {e['similarity']})" for e in examples)
+        shown = "; ".join(describe_leak(e) for e in examples)
         self.apply(
             split, bad, "leakage", self.cfg.leakage_policy, "LEAKAGE_POLICY",
             f"{figures.leaked} of {figures.rows} rows ({figures.ratio:.1%}) also occur in {against_files}: "
@@ -303,6 +305,12 @@ class _Checks:
                 f"dataset {self.source} failed validation ({len(self.problems)} problem(s)):\n- "
                 + "\n- ".join(self.problems)
             )
+
+
+def describe_leak(example: dict[str, Any]) -> str:
+    if example["similarity"] == 1.0 and normalize_text(example["text"]) == normalize_text(example["matches"]):
+        return f"{example['text'][:60]!r} (copy of a {example['in']} row)"
+    return f"{example['text'][:60]!r} ~ {example['in']} {example['matches'][:60]!r} (Jaccard {example['similarity']})"
 
 
 def problem_column(reason: str, cfg) -> str:

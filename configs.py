@@ -195,8 +195,9 @@ class JobConfig(BaseSettings):
 
     @property
     def embedded(self) -> bool:
-        """True when the job talks to the project's own local hub rather than the real Hub."""
-        return self.hf_token is None and self.hf_endpoint is None
+        """No HF_TOKEN: the project's own local hub (at HF_ENDPOINT when the local hub started this
+        job as a Space, else LOCALHUB_URL or the default), which the job starts if nothing answers."""
+        return self.hf_token is None
 
     @property
     def base_model(self) -> str:

@@ -58,9 +58,9 @@ class OnnxClassifier:
 
 
 def load_classifier(folder: Path, expected_labels: list[str], backend: str = "torch",
-                    max_length: int = 128) -> Classifier:
+                    max_length: int = 128, threads: int | None = None) -> Classifier:
     """Load a saved sequence-classification model; backend 'onnx' exports and int8-quantizes it
-    once (cached in the folder) and serves it with ONNX Runtime."""
+    once (cached in the folder) and serves it with ONNX Runtime (`threads`: its intra-op threads)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -71,7 +71,7 @@ def load_classifier(folder: Path, expected_labels: list[str], backend: str = "to
     if backend == "onnx":
         from inference_space.onnx_backend import int8_session
 
-        return OnnxClassifier(int8_session(model, tokenizer, folder), tokenizer, labels, max_length)
+        return OnnxClassifier(int8_session(model, tokenizer, folder, threads), tokenizer, labels, max_length)
     raise ValueError(f"INFERENCE_BACKEND={backend!r}: use 'torch' or 'onnx'")
 
 

@@ -39,10 +39,14 @@ def export_int8(model, tokenizer, out_path: Path) -> Path:
     return out_path
 
 
-def int8_session(model, tokenizer, folder: Path):
+def int8_session(model, tokenizer, folder: Path, threads: int | None = None):
+    """ORT session of the cached int8 export in `folder` (exported on first use)."""
     import onnxruntime as ort
 
     path = Path(folder) / ONNX_FILE
     if not path.exists():
         export_int8(model, tokenizer, path)
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from inference_space.reports import FeedbackRecorder
+from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
 from inference_space.metrics import ServiceMetrics
@@ -28,8 +28,8 @@ class BatchRequest(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    text: str | None = None
-    complaint_id: str | None = None
+    text: str
+    complaint_id: str | None = Field(None, max_length=200)
     predicted_label: str
     corrected_label: str | None = None
     reporter: str | None = Field(None, max_length=200)
@@ -55,13 +55,12 @@ def check_batch(texts: list[str], settings: SpaceSettings) -> None:
         check_text(text, f"texts[{i}]", settings.max_text_chars)
 
 
-def check_feedback(report: FeedbackRequest, labels: list[str]) -> None:
-    if not (report.text and report.text.strip()) and not report.complaint_id:
-        raise invalid("text or complaint_id: give the complaint text or its id")
+def check_feedback(report: FeedbackRequest, settings: SpaceSettings) -> None:
+    check_text(report.text, "text", settings.max_text_chars)
     for field in ("predicted_label", "corrected_label"):
         value = getattr(report, field)
-        if value is not None and value not in labels:
-            raise invalid(f"{field}: {value!r} is not one of {labels}")
+        if value is not None and value not in settings.labels:
+            raise invalid(f"{field}: {value!r} is not one of the LABEL={settings.label} labels {settings.labels}")
 
 
 def readable(error: RequestValidationError) -> str:
@@ -80,7 +79,7 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
         hub = HubClient(settings.endpoint, settings.token)
     server = ModelServer(settings, hub)
-    recorder = FeedbackRecorder(settings.feedback_url, feedback_store)
+    recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)
 
     @asynccontextmanager
@@ -124,19 +123,15 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
     @app.post("/feedback", status_code=201)
     async def feedback(report: FeedbackRequest) -> dict:
-        check_feedback(report, settings.labels)
+        check_feedback(report, settings)
         try:
-            report_id = await run_in_threadpool(
-                recorder.record, text=report.text, complaint_id=report.complaint_id, label_type=settings.label,
-                predicted_label=report.predicted_label, corrected_label=report.corrected_label,
-                reporter=report.reporter,
-            )
-        except ValueError as error:  # the store's own validation (unknown label, duplicate report)
-            raise invalid(redact(str(error), settings)) from None
-        except Exception as error:
-            log.error("feedback store failed: %s", redact(repr(error), settings))
-            raise HTTPException(status_code=503, detail=redact(f"feedback store unavailable: {error}", settings),
-                                headers={"Retry-After": str(settings.retry_after_s)}) from None
+            report_id = await run_in_threadpool(recorder.record, **report.model_dump())
+        except FeedbackRejected as error:
+            detail = redact(str(error), settings)
+            if error.status == 503:
+                log.error("feedback store failed: %s", detail)
+            headers = {"Retry-After": str(settings.retry_after_s)} if error.status == 503 else None
+            raise HTTPException(status_code=error.status, detail=detail, headers=headers) from None
         metrics.feedback_reports.inc()
         return {"id": report_id, "status": "recorded"}
 

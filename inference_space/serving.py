@@ -75,6 +75,9 @@ class ModelServer:
 
     def __init__(self, settings: SpaceSettings, hub):
         self.settings, self.hub, self.state = settings, hub, ServingState()
+        # A fast tokenizer is not safe to call from two threads at once ("Already borrowed"),
+        # and on a CPU Space one forward at a time already uses every core.
+        self._forward_lock = threading.Lock()
 
     def start_loading(self) -> threading.Thread:
         thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
@@ -106,7 +109,8 @@ class ModelServer:
         model = self.state.model
         if self.state.status != "ok" or model is None:
             raise ModelNotReady(self.state.error or "the model is still loading")
-        return predict_in_chunks(model.classifier, texts, self.settings.forward_batch_size)
+        with self._forward_lock:
+            return predict_in_chunks(model.classifier, texts, self.settings.forward_batch_size)
 
     def health(self) -> dict:
         model = self.state.model

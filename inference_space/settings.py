@@ -32,7 +32,7 @@ class SpaceSettings(BaseSettings):
     forward_batch_size: int = Field(32, gt=0, description="Texts per model forward pass.")
     max_length: int = Field(128, gt=0, le=8192, description="Texts are truncated to this many tokens.")
     inference_backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': int8-quantized ONNX Runtime.")
-    feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: a SQLite file in CACHE_DIR.")
+    feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: the store's SQLite file.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Model snapshots, ONNX exports, SQLite.")
     retry_after_s: int = Field(5, gt=0, description="Retry-After sent while the model is loading.")
     host: str = Field("0.0.0.0", description="Address uvicorn binds.")
@@ -63,9 +63,6 @@ class SpaceSettings(BaseSettings):
             return self.hf_endpoint
         return REAL_HUB_ENDPOINT if self.hf_token else os.environ.get("LOCALHUB_URL", LOCAL_HUB_ENDPOINT)
 
-    @property
-    def feedback_url(self) -> str:
-        return self.feedback_db_url or f"sqlite:///{self.cache_dir / 'feedback.db'}"
 
 
 def load_settings(**overrides) -> SpaceSettings:

@@ -2,6 +2,8 @@
 real port (uvicorn), called with httpx."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
@@ -71,6 +73,13 @@ def test_batch_keeps_the_order_of_the_texts(space):
         assert prediction["label"] == single["label"]
         for label in LABELS:
             assert prediction["scores"][label] == pytest.approx(single["scores"][label], abs=1e-4)
+
+
+def test_concurrent_requests_all_succeed(space):
+    client, _, _ = space
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda text: client.post("/predict", json={"text": text}), TEXTS * 6))
+    assert [a.status_code for a in answers] == [200] * len(answers)
 
 
 @pytest.mark.parametrize("path,body,message", [
@@ -161,7 +170,8 @@ def test_feedback_is_recorded_for_this_label_type(space):
     ({"text": "x", "predicted_label": "SOON"}, "predicted_label: 'SOON' is not one of"),
     ({"text": "x", "predicted_label": "NORMAL", "corrected_label": "Security & Law Enforcement"},
      "corrected_label"),
-    ({"predicted_label": "NORMAL"}, "text or complaint_id"),
+    ({"text": " ", "predicted_label": "NORMAL"}, "text: the text is empty"),
+    ({"complaint_id": "C-7", "predicted_label": "NORMAL"}, "text: Field required"),
     ({"text": "x"}, "predicted_label: Field required"),
 ])
 def test_bad_feedback_is_422(space, body, message):
@@ -177,9 +187,20 @@ def test_feedback_store_down_is_503_without_the_password(space_env, model_hub, m
     store = FakeStore(ConnectionError(f"could not connect to {url}"))
     with serve(create_app(load_settings(), hub=model_hub, feedback_store=store)) as base, \
             httpx.Client(base_url=base) as client:
-        response = client.post("/feedback", json={"complaint_id": "C-7", "predicted_label": "URGENT"})
+        response = client.post("/feedback", json={"text": "x", "complaint_id": "C-7", "predicted_label": "URGENT"})
     assert response.status_code == 503 and "db.internal" in response.json()["detail"]
     assert "dbpass42" not in response.text
+
+
+def test_duplicate_feedback_is_409(space_env, model_hub):
+    class Duplicate(RuntimeError):
+        existing_id = 3
+
+    store = FakeStore(Duplicate("this text was already reported"))
+    with serve(create_app(load_settings(), hub=model_hub, feedback_store=store)) as base, \
+            httpx.Client(base_url=base) as client:
+        response = client.post("/feedback", json={"text": "x", "predicted_label": "URGENT"})
+    assert response.status_code == 409 and "report 3" in response.json()["detail"]
 
 
 def metric_value(text: str, sample: str) -> float | None:

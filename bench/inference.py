@@ -24,7 +24,7 @@ from sklearn.metrics import f1_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs import LABEL_SETS  # noqa: E402
-from inference_space.classifier import load_classifier  # noqa: E402
+from inference_space.classifier import load_classifier, predict_in_chunks  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "complaints"
 
@@ -85,17 +85,15 @@ def single_request_latencies(classifier, texts: list[str], repeats: int) -> list
 
 
 def batch_throughput(classifier, texts: list[str], batch_size: int, repeats: int) -> float:
+    """Texts/s through the /predict/batch path (length-sorted chunks of batch_size)."""
     start = time.perf_counter()
     for _ in range(repeats):
-        for i in range(0, len(texts), batch_size):
-            classifier.predict_proba(texts[i:i + batch_size])
+        predict_in_chunks(classifier, texts, batch_size)
     return repeats * len(texts) / (time.perf_counter() - start)
 
 
 def measure(classifier, texts: list[str], gold: list[str], args) -> dict:
-    probs = np.concatenate([classifier.predict_proba(texts[i:i + args.batch_size])
-                            for i in range(0, len(texts), args.batch_size)])
-    predicted = [classifier.labels[i] for i in probs.argmax(-1)]
+    predicted = [p["label"] for p in predict_in_chunks(classifier, texts, args.batch_size)]
     latencies = single_request_latencies(classifier, texts, args.repeats)
     return {
         "p50_ms": 1000 * statistics.median(latencies),

@@ -40,6 +40,7 @@ from configs import LABEL_SETS, ConfigError, JobConfig, load_config
 from feedback.groups import group_new_texts
 from feedback.settings import FeedbackSettings
 from feedback.store import FeedbackError, FeedbackStore, Report, normalise_text
+from load_dataset import DatasetError, find_split_files, read_split_file, validate_splits
 
 SPLITS = ("train", "validation", "test")
 REPORT_FILE = "feedback_report.json"
@@ -82,23 +83,22 @@ class DataReport:
 
 
 def split_files(folder: Path) -> dict[str, Path]:
-    """The train/validation/test file of a dataset snapshot (CSV or Parquet, any subfolder)."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix not in (".csv", ".parquet") or ".cache" in path.parts:
-            continue
-        for split in SPLITS:
-            if re.match(rf"{split}([-_.\d]|$)", path.stem) or path.parent.name == split:
-                found.setdefault(split, path)
-    return found
+    """The train/validation/test file of a dataset snapshot (load_dataset's naming rules)."""
+    paths = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    found = find_split_files(paths)
+    sharded = {split: names for split, names in found.items() if len(names) > 1}
+    if sharded:
+        raise PrepareError(f"splits stored in several files are not supported: {sharded}; "
+                           "merge each split into one file (e.g. train.csv)")
+    return {split: folder / names[0] for split, names in found.items()}
 
 
 def read_split(path: Path) -> pd.DataFrame:
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
+    frame = read_split_file(path)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise PrepareError(f"{path.name} lacks columns {missing}; a dataset split needs {COLUMNS}")
-    return frame[COLUMNS].astype(str)
+    return frame[COLUMNS].fillna("").astype(str)
 
 
 def write_split(frame: pd.DataFrame, path: Path) -> None:
@@ -243,10 +243,9 @@ def validate(splits: dict[str, pd.DataFrame], cfg: JobConfig, settings: Feedback
         if splits[name].empty:
             raise DatasetTooSmall(f"the {name} split would be empty; the dataset needs all of {SPLITS}")
     try:
-        from load_dataset import validate_splits
-    except ImportError:
-        return  # load_dataset (issue on branch `data`) not merged yet: the checks above stand alone
-    validate_splits({name: frame.copy() for name, frame in splits.items()}, cfg)
+        validate_splits(splits, cfg, source=f"{cfg.dataset_repo} (next version)")
+    except DatasetError as error:
+        raise PrepareError(f"the new version fails the training job's checks: {error}") from None
 
 
 def recover_unstamped(store: FeedbackStore, base_version: str | None, snapshot: Path,

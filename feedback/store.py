@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -205,8 +205,9 @@ class JobRecord:
 
 
 def normalise_text(text: str) -> str:
-    """Whitespace-collapsed, lower-cased: what counts as 'the same text'."""
-    return re.sub(r"\s+", " ", text).strip().lower()
+    """What counts as 'the same text' (as load_dataset.normalize_text): NFKC, casefold,
+    whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def text_hash(text: str) -> str:

@@ -311,6 +311,11 @@ def prepare_dataset(cfg: JobConfig, store: FeedbackStore, hub, settings: Feedbac
     return _finish(data, report_dir)
 
 
+def job_name(label: str) -> str:
+    """The job lock shared by `feedback.prepare` and `feedback.trigger`: one publisher per label."""
+    return f"feedback-dataset:{label}"
+
+
 def _public(data: DataReport) -> dict:
     report = asdict(data)
     report.pop("commit")  # unknown until the upload; the tag names it
@@ -334,8 +339,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config({"label": args.label})
-        result = prepare_dataset(cfg, FeedbackStore.from_env(), HubClient.from_config(cfg),
-                                 report_dir=args.report_dir)
+        store, settings = FeedbackStore.from_env(), FeedbackSettings()
+        with store.job(job_name(cfg.label), settings.job_lock_ttl_s) as job:
+            result = prepare_dataset(cfg, store, HubClient.from_config(cfg), settings, args.report_dir)
+            job.outcome = "published" if result.published else "nothing_to_publish"
+            job.dataset_version = result.version
     except (ConfigError, FeedbackError, HubError) as error:
         print(f"prepare_dataset failed: {error}", file=sys.stderr)
         return 1

@@ -185,6 +185,13 @@ class Report:
         return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
 
 
+@dataclass
+class JobOutcome:
+    outcome: str = "done"
+    dataset_version: str | None = None
+    detail: str | None = None
+
+
 @dataclass(frozen=True)
 class JobRecord:
     id: int
@@ -377,6 +384,19 @@ class FeedbackStore:
             running = self.running_job(name)
             since = f" since {running.started_at:%Y-%m-%d %H:%M:%S} UTC (job {running.id})" if running else ""
             raise JobAlreadyRunning(f"job {name!r} is already running{since}; wait for it to finish") from None
+
+    @contextmanager
+    def job(self, name: str, stale_after_s: float = 6 * 3600) -> Iterator["JobOutcome"]:
+        """Run a block holding the lock `name`; the outcome set on the handle is recorded,
+        or "failed" with the error when the block raises."""
+        job_id = self.start_job(name, stale_after_s)
+        outcome = JobOutcome()
+        try:
+            yield outcome
+        except BaseException as error:
+            self.finish_job(job_id, "failed", detail=f"{type(error).__name__}: {error}"[:1000])
+            raise
+        self.finish_job(job_id, outcome.outcome, outcome.dataset_version, outcome.detail)
 
     def finish_job(self, job_id: int, outcome: str, dataset_version: str | None = None,
                    detail: str | None = None) -> None:

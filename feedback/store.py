@@ -6,7 +6,8 @@ label equals the predicted one is a *confirmed-correct* prediction. `prepare_dat
 reviewed reports into a dataset version and stamps them with it.
 
 Every public method is one transaction: it commits whole or not at all. The URL comes from
-FEEDBACK_DB_URL (PostgreSQL via psycopg for real deployments); without it an SQLite file is used.
+FEEDBACK_DB_URL (PostgreSQL via psycopg for real deployments); without it an SQLite file in the
+local hub's data folder ($LOCALHUB_DATA_DIR, default .localhub/feedback.db).
 
 Duplicates: a report with the same (whitespace/case-normalised) text, label type and predicted
 label as a report not yet consumed is refused with `DuplicateReport` (the caller answers 409);
@@ -235,8 +236,9 @@ def check_label(field: str, label_type: str, value: str) -> str:
 
 
 def default_db_url() -> str:
-    home = Path(os.environ.get("LOCALHUB_HOME") or Path.home() / ".localhub")
-    return f"sqlite:///{home / 'feedback.db'}"
+    """The embedded default: feedback.db next to the local hub's repos."""
+    folder = Path(os.environ.get("LOCALHUB_DATA_DIR") or ".localhub")
+    return f"sqlite:///{folder.resolve() / 'feedback.db'}"
 
 
 # --------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def test_database_lost_after_start_is_a_clear_error(tmp_path):
 
 def test_from_env_defaults_to_an_sqlite_file(monkeypatch, tmp_path):
     monkeypatch.delenv("FEEDBACK_DB_URL", raising=False)
-    monkeypatch.setenv("LOCALHUB_HOME", str(tmp_path / "hubhome"))
+    monkeypatch.setenv("LOCALHUB_DATA_DIR", str(tmp_path / "hubhome"))
     store = FeedbackStore.from_env()
     report(store)
     assert (tmp_path / "hubhome" / "feedback.db").exists()

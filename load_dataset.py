@@ -20,6 +20,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from hub import RepoNotFound, RevisionNotFound
+
 SPLITS = ("train", "validation", "test")
 TEXT_COLUMN = "text"
 NGRAM = 5
@@ -154,6 +156,7 @@ class NearDuplicateIndex:
         frequency.update(g for t in all_texts for g in char_ngrams(t, n))
         self.rank = {g: (count, g) for g, count in frequency.items()}
         self.postings: dict[str, list[int]] = defaultdict(list)
+        self.verified = 0  # exact similarity computations, to show the filter works
         for i, grams in enumerate(self.sets):
             for gram in self._prefix(grams):
                 self.postings[gram].append(i)
@@ -172,10 +175,34 @@ class NearDuplicateIndex:
             other = len(self.sets[i])
             if not (self.threshold * other <= size + 1e-9 and self.threshold * size <= other + 1e-9):
                 continue
+            self.verified += 1
             similarity = jaccard(grams, self.sets[i])
             if similarity >= self.threshold and (best is None or similarity > best[1]):
                 best = (i, similarity)
         return best
+
+
+@dataclass(frozen=True)
+class Leak:
+    row: int
+    match: int
+    similarity: float
+    exact: bool
+
+
+def find_leaks(texts: list[str], earlier: list[str], threshold: float) -> list[Leak]:
+    """Each text that occurs in `earlier`: exactly after normalisation, else as a near-duplicate."""
+    first_row: dict[str, int] = {}
+    for i, text in enumerate(earlier):
+        first_row.setdefault(normalize_text(text), i)
+    index = NearDuplicateIndex(earlier, threshold, all_texts=texts)
+    leaks = []
+    for row, text in enumerate(texts):
+        if (match := first_row.get(normalize_text(text))) is not None:
+            leaks.append(Leak(row, match, 1.0, exact=True))
+        elif (found := index.best_match(text)) is not None:
+            leaks.append(Leak(row, *found, exact=False))
+    return leaks
 
 
 # --------------------------------------------------------------------------------------
@@ -247,33 +274,22 @@ class _Checks:
         )
 
     def leakage(self, split: str, against: list[str]) -> None:
-        earlier = [self.frames[name][TEXT_COLUMN] for name in against]
-        earlier_texts = [t for texts in earlier for t in texts]
-        origin = [name for name, texts in zip(against, earlier) for _ in texts]
-        exact_keys = {normalize_text(t): i for i, t in reversed(list(enumerate(earlier_texts)))}
+        earlier = [(name, text) for name in against for text in self.frames[name][TEXT_COLUMN]]
         texts = self.frames[split][TEXT_COLUMN]
-        index = NearDuplicateIndex(earlier_texts, self.cfg.near_duplicate_threshold, all_texts=texts)
-        exact = near = 0
-        leaked, examples = [], []
-        for text in texts:
-            match, similarity = exact_keys.get(normalize_text(text)), 1.0
-            if match is not None:
-                exact += 1
-            elif (found := index.best_match(text)) is not None:
-                (match, similarity), near = found, near + 1
-            leaked.append(match is not None)
-            if match is None:
-                continue
-            if len(examples) < EXAMPLES:
-                examples.append({"text": text, "matches": earlier_texts[match],
-                                 "in": origin[match], "similarity": round(similarity, 3)})
+        leaks = find_leaks(texts.tolist(), [text for _, text in earlier], self.cfg.near_duplicate_threshold)
+        exact = sum(leak.exact for leak in leaks)
+        near = len(leaks) - exact
+        # Near-duplicates first: they show what the threshold catches; exact copies speak for themselves.
+        shown_leaks = sorted(leaks, key=lambda leak: leak.exact)[:EXAMPLES]
+        examples = [{"text": texts[leak.row], "matches": earlier[leak.match][1], "in": earlier[leak.match][0],
+                     "similarity": round(leak.similarity, 3)} for leak in shown_leaks]
         figures = Leakage(split, against, len(texts), exact, near, examples)
         self.report.leakage.append(figures)
         if figures.ratio <= self.cfg.max_leakage_ratio:
             return  # tolerated share: reported, kept
-        bad = pd.Series(leaked, index=texts.index)
+        bad = pd.Series(texts.index.isin([leak.row for leak in leaks]), index=texts.index)
         against_files = " or ".join(self.files[name] for name in against)
-        shown = "; ".join(f"{e['text'][:60]!r} ~ {e['matches'][:60]!r} ({e['in']}, {e['similarity']})" for e in examples)
+        shown = "; ".join(describe_leak(e) for e in examples)
         self.apply(
             split, bad, "leakage", self.cfg.leakage_policy, "LEAKAGE_POLICY",
             f"{figures.leaked} of {figures.rows} rows ({figures.ratio:.1%}) also occur in {against_files}: "
@@ -289,6 +305,12 @@ class _Checks:
                 f"dataset {self.source} failed validation ({len(self.problems)} problem(s)):\n- "
                 + "\n- ".join(self.problems)
             )
+
+
+def describe_leak(example: dict[str, Any]) -> str:
+    if example["similarity"] == 1.0 and normalize_text(example["text"]) == normalize_text(example["matches"]):
+        return f"{example['text'][:60]!r} (copy of a {example['in']} row)"
+    return f"{example['text'][:60]!r} ~ {example['in']} {example['matches'][:60]!r} (Jaccard {example['similarity']})"
 
 
 def problem_column(reason: str, cfg) -> str:
@@ -357,8 +379,6 @@ def validate_splits(
 
 def resolve_dataset_revision(hub, cfg) -> tuple[str, str]:
     """(revision name, commit id) of the dataset version to train on."""
-    from hub import RepoNotFound, RevisionNotFound
-
     repo = cfg.dataset_repo
     try:
         if cfg.dataset_revision:
@@ -398,6 +418,13 @@ def find_split_files(paths: list[str]) -> dict[str, list[str]]:
         match = _SHARD.match(name.name[: -len(name.suffix)])
         if match and match["split"] in SPLITS:
             found[match["split"]].append(path)
+    for split, names in found.items():
+        layouts = {(str(Path(n).parent), Path(n).suffix) for n in names}
+        if len(layouts) > 1:
+            # Two copies of a split (say train.csv and data/train-*.parquet) would be concatenated.
+            raise DatasetValidationError(
+                f"split {split} has files in {len(layouts)} layouts: {names}; keep one folder and one format."
+            )
     return dict(found)
 
 

@@ -93,12 +93,12 @@ def split_files(folder: Path) -> dict[str, Path]:
     return {split: folder / names[0] for split, names in found.items()}
 
 
-def read_split(path: Path) -> pd.DataFrame:
+def read_split(path: Path, label: str) -> pd.DataFrame:
     frame = read_split_file(path)
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in ("text", label) if c not in frame.columns]
     if missing:
-        raise PrepareError(f"{path.name} lacks columns {missing}; a dataset split needs {COLUMNS}")
-    return frame[COLUMNS].fillna("").astype(str)
+        raise PrepareError(f"{path.name} lacks columns {missing}; LABEL={label} needs 'text' and '{label}'")
+    return frame.fillna("").astype(str)
 
 
 def write_split(frame: pd.DataFrame, path: Path) -> None:
@@ -224,10 +224,10 @@ def assign_splits(reports: list[Report], splits: dict[str, pd.DataFrame], thresh
     return [split_of_group[g] for g in group_ids]
 
 
-def new_rows(reports: list[Report], label: str) -> pd.DataFrame:
-    """Rows for the new reports; the other label's column is empty (unknown for feedback)."""
-    rows = [{column: "" for column in COLUMNS} | {"text": r.text.strip(), label: r.corrected_label} for r in reports]
-    return pd.DataFrame(rows, columns=COLUMNS)
+def new_rows(reports: list[Report], label: str, columns: list[str]) -> pd.DataFrame:
+    """Rows for the new reports; other columns (the other label) are empty: feedback names one label."""
+    rows = [{column: "" for column in columns} | {"text": r.text.strip(), label: r.corrected_label} for r in reports]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # --------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def prepare_dataset(cfg: JobConfig, store: FeedbackStore, hub, settings: Feedbac
             files = split_files(snapshot)
             if set(files) != set(SPLITS):
                 raise PrepareError(f"{repo}@{base_version} lacks split files {sorted(set(SPLITS) - set(files))}")
-        splits = {name: read_split(files[name]) if name in files else pd.DataFrame(columns=COLUMNS, dtype=str)
+        splits = {name: read_split(files[name], cfg.label) if name in files else pd.DataFrame(columns=COLUMNS, dtype=str)
                   for name in SPLITS}
 
         reports = recover_unstamped(store, base_version, snapshot, store.list_reviewed_unconsumed(cfg.label))
@@ -292,7 +292,8 @@ def prepare_dataset(cfg: JobConfig, store: FeedbackStore, hub, settings: Feedbac
         for name in SPLITS:
             picked = [r for r, target in zip(fresh, targets) if target == name]
             data.added[name] = len(picked)
-            splits[name] = pd.concat([splits[name], new_rows(picked, cfg.label)], ignore_index=True)
+            rows = new_rows(picked, cfg.label, list(splits[name].columns))
+            splits[name] = pd.concat([splits[name], rows], ignore_index=True)
         data.split_sizes = {name: len(frame) for name, frame in splits.items()}
         validate(splits, cfg, settings)
 

@@ -134,6 +134,7 @@ def trigger_status(cfg: JobConfig, store: FeedbackStore, hub, settings: Feedback
     return {
         "label": cfg.label,
         "last_dataset_version": hub.newest_version_tag(cfg.dataset_repo, repo_type="dataset"),
+        "last_feedback_version": store.newest_consumed_version(cfg.label),
         "pending_reviews": store.pending_count(cfg.label),
         "new_reviewed_reports": check.new_reviewed,
         "threshold": settings.threshold,

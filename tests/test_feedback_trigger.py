@@ -40,7 +40,8 @@ def test_threshold_of_new_reviewed_reports_restarts_the_retrain_space(
     assert recording_controller.restarts == ["retrainspace/grievance-urgency-retrain"]
     assert check_due(sqlite_feedback_store, "urgency", settings).new_reviewed == 0
     status = trigger_status(cfg, sqlite_feedback_store, folder_hub, settings)
-    assert status["last_dataset_version"] == "v2" and status["pending_reviews"] == 1
+    assert status["last_dataset_version"] == status["last_feedback_version"] == "v2"
+    assert status["pending_reviews"] == 1
     assert status["last_job"]["outcome"] == "restarted" and status["next_due"] is None
 
 

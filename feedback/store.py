@@ -41,7 +41,11 @@ class FeedbackError(RuntimeError):
     """A feedback-store operation failed; the message says what and how to fix it."""
 
 
-class InvalidLabel(FeedbackError, ValueError):
+class InvalidReport(FeedbackError, ValueError):
+    """The report itself is bad (empty text, unknown label): the caller's fault, a 4xx."""
+
+
+class InvalidLabel(InvalidReport):
     """A label type or label value is not one of configs.LABEL_SETS."""
 
 
@@ -280,7 +284,7 @@ class FeedbackStore:
         """Store one misclassification report; returns its id. `corrected_label` is the
         reporter's suggestion; the report stays pending until `mark_reviewed`."""
         if not isinstance(text, str) or not text.strip():
-            raise FeedbackError("text is empty; send the complaint text that was misclassified")
+            raise InvalidReport("text is empty; send the complaint text that was misclassified")
         check_label("predicted_label", label_type, predicted_label)
         if corrected_label is not None:
             check_label("corrected_label", label_type, corrected_label)

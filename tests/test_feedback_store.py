@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from feedback.store import (
     DatabaseUnavailable, DuplicateReport, FeedbackError, FeedbackStore, InvalidLabel,
-    JobAlreadyRunning, ReportAlreadyConsumed, ReportNotFound,
+    InvalidReport, JobAlreadyRunning, ReportAlreadyConsumed, ReportNotFound,
 )
 
 TEXT = "Streetlights on the main road of Janakpur have been out for two weeks."
@@ -85,7 +85,7 @@ def test_consumed_reports_are_frozen(feedback_store):
 def test_missing_report_and_empty_text_are_clear_errors(feedback_store):
     with pytest.raises(ReportNotFound, match="no feedback report with id 999"):
         feedback_store.mark_reviewed(999, "URGENT")
-    with pytest.raises(FeedbackError, match="text is empty"):
+    with pytest.raises(InvalidReport, match="text is empty"):
         report(feedback_store, text="   ")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 import httpx2  # huggingface_hub's HTTP client
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -36,6 +36,7 @@ DATA_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 NUMBERED_TAG = re.compile(r"^v(\d+)$")
 TIMESTAMP_TAG = re.compile(r"^v(\d{8}_\d{6})(?:_([A-Za-z0-9.-]+))?$")
 LOCALHUB_DATA_DIR_ENV = "LOCALHUB_DATA_DIR"
+REAL_HUB = "https://huggingface.co"
 
 
 class HubError(RuntimeError):
@@ -88,6 +89,10 @@ class HubClient:
 
     def __init__(self, endpoint: str, token: str | None = None, cache_dir: str | Path | None = None):
         self.endpoint = endpoint.rstrip("/")
+        if self.endpoint != REAL_HUB:
+            # The local hub has no Xet storage; the flag is read per call, so this works even when
+            # huggingface_hub was imported before HF_HUB_DISABLE_XET=1 could be set.
+            constants.HF_HUB_DISABLE_XET = True
         # token=False: never fall back to a token saved on this machine for another Hub
         self.api = HfApi(endpoint=self.endpoint, token=token or False)
         self.cache_dir = str(cache_dir) if cache_dir else None

@@ -105,8 +105,12 @@ def bind_space(url: str, space_id: str, command: list[str], cwd: str | Path | No
                serves_http: bool = True, token: str | None = None) -> dict:
     """Bind a local Space to the command its restart runs (local-only endpoint)."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    response = httpx.put(f"{url.rstrip('/')}/api/spaces/{space_id}/local-app", headers=headers, timeout=10,
-                         json={"command": command, "cwd": str(cwd) if cwd else None, "serves_http": serves_http})
+    try:
+        response = httpx.put(f"{url.rstrip('/')}/api/spaces/{space_id}/local-app", headers=headers, timeout=10,
+                             json={"command": command, "cwd": str(cwd) if cwd else None, "serves_http": serves_http})
+    except httpx.HTTPError as error:
+        raise LocalHubError(f"no local hub answers at {url} ({type(error).__name__}): start it with "
+                            "`python -m localhub serve` or set LOCALHUB_URL") from None
     if response.status_code != 200:
         message = response.headers.get("x-error-message") or response.text
         raise LocalHubError(f"cannot bind Space {space_id!r} at {url}: {response.status_code} {message}")

@@ -1,0 +1,68 @@
+"""python -m localhub [serve] --data-dir DIR --port N [--token T]
+   python -m localhub bind-space SPACE_ID [--cwd DIR] [--no-http] -- COMMAND...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import DEFAULT_DATA_DIR, DEFAULT_URL, LocalHubError, bind_space
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .server import create_app
+
+    token = args.token or os.environ.get("LOCALHUB_TOKEN")
+    url = f"http://{args.host}:{args.port}"
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = data_dir / "server.pid"
+    pid_file.write_text(f"{os.getpid()}\n")  # `kill $(cat DATA_DIR/server.pid)` stops a detached hub
+    try:
+        uvicorn.run(create_app(data_dir, token=token, public_url=url), host=args.host, port=args.port,
+                    log_level="warning")
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+def bind(args: argparse.Namespace) -> None:
+    command = args.command
+    if not command:
+        sys.exit("bind-space: give the command after '--', e.g. -- python app.py")
+    try:
+        print(bind_space(args.url, args.space_id, command, cwd=args.cwd, serves_http=not args.no_http,
+                         token=os.environ.get("LOCALHUB_TOKEN")))
+    except LocalHubError as error:
+        sys.exit(str(error))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m localhub", description="Embedded local Hugging Face Hub.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("serve", help="serve the hub (Ctrl-C stops it and its Space processes)")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where repos live (default: .localhub)")
+    p.add_argument("--port", type=int, default=18765)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token", default=None, help="require this token (or env LOCALHUB_TOKEN); default: open")
+    p.set_defaults(run=serve)
+    b = sub.add_parser("bind-space", help="bind a Space to the local command its restart runs")
+    b.add_argument("space_id")
+    b.add_argument("--url", default=os.environ.get("LOCALHUB_URL", DEFAULT_URL))
+    b.add_argument("--cwd", default=None)
+    b.add_argument("--no-http", action="store_true", help="the app serves no HTTP: RUNNING as soon as it starts")
+    b.set_defaults(run=bind)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("serve", "bind-space", "-h", "--help"):
+        argv = ["serve", *argv]  # `python -m localhub --data-dir DIR --port N` serves too
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.command = command
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,446 @@
+"""The HTTP API: the subset of the Hugging Face Hub that huggingface_hub.HfApi and datasets call.
+
+Errors carry the X-Error-Code header the client maps (RepoNotFound, RevisionNotFound,
+EntryNotFound). With a token configured, a wrong token is a 401 on every call; without a
+token writes are refused and reads allowed.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import unquote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .spaces import SpaceRuntimes
+from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
+
+PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
+URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+BAD_TOKEN = "Invalid credentials in Authorization header"
+READ_METHODS = {"GET", "HEAD"}
+
+
+def error_response(error: HubHTTPError) -> JSONResponse:
+    headers = {"X-Error-Message": error.message}
+    if error.code:
+        headers["X-Error-Code"] = error.code
+    return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+
+
+def repo_type_of(plural: str) -> str:
+    if plural not in PLURAL:
+        raise HubHTTPError(404, f"unknown repo type {plural!r}: use models, datasets or spaces")
+    return PLURAL[plural]
+
+
+def revision_and_path(request: Request, marker: str, namespace: str, name: str) -> tuple[str, str]:
+    """Split '<marker>/<revision>/<path>' from the raw URL: a quoted revision may hold '/'."""
+    raw = request.scope.get("raw_path", request.url.path.encode()).decode().split("?")[0]
+    parts = raw.split("/")
+    for i in range(2, len(parts)):
+        if parts[i] == marker and unquote(parts[i - 2]) == namespace and unquote(parts[i - 1]).removesuffix(".git") == name:
+            rest = parts[i + 1:]
+            if not rest or not rest[0]:
+                raise HubHTTPError(400, f"missing revision after /{marker}/")
+            return unquote(rest[0]), "/".join(unquote(p) for p in rest[1:]).strip("/")
+    raise HubHTTPError(400, f"cannot parse revision from {raw!r}")
+
+
+def tree_entries(files: dict[str, Entry], commit_id: str, folder: str, recursive: bool) -> list[dict]:
+    """Files and folders under `folder` (direct children unless recursive); 404 if nothing is there."""
+    prefix = folder + "/" if folder else ""
+    entries: dict[str, dict] = {}
+    for path in sorted(files):
+        if not path.startswith(prefix):
+            continue
+        parts = path[len(prefix):].split("/")
+        for depth in range(1, len(parts)):
+            sub = prefix + "/".join(parts[:depth])
+            if sub not in entries and (recursive or depth == 1):
+                entries[sub] = folder_json(sub, commit_id)
+        if recursive or len(parts) == 1:
+            entries[path] = files[path].tree_json()
+    if folder and not entries:
+        raise HubHTTPError(404, f"path {folder!r} not found", "EntryNotFound")
+    return list(entries.values())
+
+
+def folder_json(path: str, commit_id: str) -> dict:
+    return {"type": "directory", "oid": hashlib.sha1(f"{commit_id}:{path}".encode()).hexdigest(), "path": path}
+
+
+def create_app(data_dir: Path, token: str | None = None, public_url: str | None = None) -> FastAPI:
+    store = Store(Path(data_dir))
+    spaces = SpaceRuntimes(public_url or "")
+    upload_key = (token or secrets.token_hex(16)).encode()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        spaces.resume_running([store.get("space", repo_id) for repo_id in store.list("space")])
+        try:
+            yield
+        finally:
+            spaces.stop_all()
+
+    app = FastAPI(title="localhub", lifespan=lifespan)
+    app.state.store, app.state.spaces = store, spaces
+
+    @app.exception_handler(HubHTTPError)
+    async def _hub_error(request: Request, error: HubHTTPError):
+        return error_response(error)
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        if token is not None and not request.url.path.startswith("/api/localhub/lfs/"):
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if given != token and (given or request.method not in READ_METHODS):
+                return error_response(HubHTTPError(401, BAD_TOKEN))
+        return await call_next(request)
+
+    def base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def upload_signature(repo: Repo, oid: str) -> str:
+        message = f"{repo.repo_type}/{repo.repo_id}/{oid}".encode()
+        return hmac.new(upload_key, message, hashlib.sha256).hexdigest()
+
+    # --- service ---------------------------------------------------------------------
+    @app.get("/api/localhub/health")
+    def health():
+        return {"status": "ok", "service": "localhub", "data_dir": str(store.data_dir)}
+
+    @app.get("/api/whoami-v2")
+    def whoami():
+        return {"type": "user", "name": "local", "fullname": "Local user", "orgs": [],
+                "auth": {"accessToken": {"displayName": "local", "role": "write"}}}
+
+    @app.post("/api/validate-yaml")
+    def validate_yaml():
+        return {"errors": [], "warnings": []}
+
+    # --- repos -----------------------------------------------------------------------
+    @app.post("/api/repos/create")
+    async def create_repo(request: Request):
+        body = await request.json()
+        repo_type = body.get("type") or "model"
+        name = body.get("name", "")
+        repo_id = f"{body['organization']}/{name}" if body.get("organization") else name
+        if "/" not in repo_id:
+            repo_id = f"local/{repo_id}"
+        extra = {"sdk": body.get("sdk")} if repo_type == "space" else {}
+        repo = await run_in_threadpool(store.create, repo_type, repo_id, extra)
+        url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo.repo_id}"
+        return {"url": url, "name": repo.repo_id, "id": repo.repo_id}
+
+    @app.api_route("/api/repos/delete", methods=["DELETE", "POST"])
+    async def delete_repo(request: Request):
+        body = await request.json()
+        repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
+        repo_type = body.get("type") or "model"
+        if repo_type == "space":
+            spaces.pause(store.get("space", repo_id))
+        store.delete(repo_type, repo_id)
+        return {}
+
+    def repo_info_json(request: Request, repo: Repo, revision: str) -> dict:
+        commit_id, files = repo.files(revision)
+        commit = repo.commit(commit_id)
+        info = repo.info()
+        data = {
+            "id": repo.repo_id, "_id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit_id,
+            "private": False, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
+            "createdAt": info["created_at"], "lastModified": commit["date"],
+            "siblings": [{"rfilename": path, "size": entry.size} for path, entry in sorted(files.items())],
+        }
+        if repo.repo_type == "space":
+            runtime = spaces.runtime(repo)
+            data.update(sdk=info.get("sdk") or "docker", runtime=runtime, host=runtime["host"],
+                        subdomain=repo.repo_id.replace("/", "-"))
+        return data
+
+    @app.get("/api/{plural}/{namespace}/{name}")
+    def repo_info(request: Request, plural: str, namespace: str, name: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        return repo_info_json(request, repo, "main")
+
+    @app.get("/api/{plural}/{namespace}/{name}/revision/{revision:path}")
+    def repo_info_at(request: Request, plural: str, namespace: str, name: str, revision: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        revision, _ = revision_and_path(request, "revision", namespace, name)
+        return repo_info_json(request, repo, revision)
+
+    @app.get("/api/{plural}/{namespace}/{name}/tree/{rest:path}")
+    def list_tree(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        revision, folder = revision_and_path(request, "tree", namespace, name)
+        commit_id, files = repo.files(revision)
+        recursive = request.query_params.get("recursive", "false").lower() in ("1", "true")
+        return tree_entries(files, commit_id, folder, recursive)
+
+    @app.post("/api/{plural}/{namespace}/{name}/paths-info/{rest:path}")
+    async def paths_info(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        revision, _ = revision_and_path(request, "paths-info", namespace, name)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            paths = (await request.json()).get("paths", [])
+        else:
+            paths = (await request.form()).getlist("paths")
+        commit_id, files = repo.files(revision)
+        found = []
+        for path in (p.strip("/") for p in paths):
+            if path in files:
+                found.append(files[path].tree_json())
+            elif any(p.startswith(path + "/") for p in files) or path == "":
+                found.append(folder_json(path, commit_id))
+        return found
+
+    @app.get("/api/{plural}/{namespace}/{name}/refs")
+    def list_refs(plural: str, namespace: str, name: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        refs = repo.refs()
+
+        def ref(kind: str, ref_name: str, commit: str) -> dict:
+            return {"name": ref_name, "ref": f"refs/{kind}/{ref_name}", "targetCommit": commit}
+
+        return {
+            "branches": [ref("heads", b, c) for b, c in sorted(refs["branches"].items())],
+            "tags": [ref("tags", t, info["commit"]) for t, info in sorted(refs["tags"].items())],
+            "converts": [], "pullRequests": [],
+        }
+
+    @app.get("/api/{plural}/{namespace}/{name}/commits/{rest:path}")
+    def list_commits(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        revision, _ = revision_and_path(request, "commits", namespace, name)
+        return [
+            {"id": c["id"], "authors": [{"user": "local"}], "date": c["date"], "title": c["message"],
+             "message": c["description"]}
+            for c in repo.history(revision)
+        ]
+
+    # --- branches and tags -------------------------------------------------------------
+    @app.post("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
+    async def create_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        branch, _ = revision_and_path(request, "branch", namespace, name)
+        body = await request.body()
+        starting_point = json.loads(body).get("startingPoint") if body else None
+        await run_in_threadpool(repo.create_branch, branch, starting_point)
+        return {}
+
+    @app.delete("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
+    def delete_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        branch, _ = revision_and_path(request, "branch", namespace, name)
+        repo.delete_branch(branch)
+        return {}
+
+    @app.post("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
+    async def create_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        revision, _ = revision_and_path(request, "tag", namespace, name)
+        body = await request.json()
+        if not body.get("tag"):
+            raise HubHTTPError(400, "missing 'tag' in the request body")
+        commit = await run_in_threadpool(repo.create_tag, body["tag"], revision, body.get("message"))
+        return {"name": body["tag"], "targetCommit": commit}
+
+    @app.delete("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
+    def delete_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        tag, _ = revision_and_path(request, "tag", namespace, name)
+        repo.delete_tag(tag)
+        return {}
+
+    # --- uploads -----------------------------------------------------------------------
+    @app.post("/api/{plural}/{namespace}/{name}/preupload/{rest:path}")
+    async def preupload(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        revision, _ = revision_and_path(request, "preupload", namespace, name)
+        body = await request.json()
+        try:
+            _, existing = repo.files(revision)
+        except HubHTTPError:
+            existing = {}  # a new branch (create_pr) has no files yet
+        answers = []
+        for item in body.get("files", []):
+            sample = base64.b64decode(item.get("sample", ""))
+            lfs = item.get("size", 0) >= LFS_THRESHOLD or b"\0" in sample
+            current = existing.get(item["path"])
+            oid = None if current is None else (current.sha256 if lfs else current.git_oid)
+            answers.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
+                            "shouldIgnore": False, "oid": oid})
+        return {"files": answers, "commitOid": None}
+
+    async def lfs_batch(request: Request, repo_type: str, namespace: str, name_git: str):
+        repo = store.get(repo_type, f"{namespace}/{name_git.removesuffix('.git')}")
+        body = await request.json()
+        if body.get("operation") != "upload":
+            raise HubHTTPError(400, "only the LFS 'upload' operation is supported; download through /resolve")
+        objects = []
+        for obj in body.get("objects", []):
+            answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+            if not repo.has_blob(obj["oid"]):
+                href = (f"{base_url(request)}/api/localhub/lfs/{repo_type}s/{repo.repo_id}/{obj['oid']}"
+                        f"?sig={upload_signature(repo, obj['oid'])}")
+                answer["actions"] = {"upload": {"href": href, "header": {}}}
+            objects.append(answer)
+        return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+                            media_type="application/vnd.git-lfs+json")
+
+    def lfs_batch_route(repo_type: str):
+        async def route(request: Request, namespace: str, name_git: str):
+            return await lfs_batch(request, repo_type, namespace, name_git)
+        return route
+
+    for prefix, repo_type in (("", "model"), ("/datasets", "dataset"), ("/spaces", "space")):
+        app.add_api_route(f"{prefix}/{{namespace}}/{{name_git}}/info/lfs/objects/batch",
+                          lfs_batch_route(repo_type), methods=["POST"])
+
+    @app.put("/api/localhub/lfs/{plural}/{namespace}/{name}/{oid}")
+    async def lfs_upload(request: Request, plural: str, namespace: str, name: str, oid: str, sig: str = ""):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        if not hmac.compare_digest(sig, upload_signature(repo, oid)):
+            raise HubHTTPError(403, "invalid upload signature: ask the LFS batch endpoint for a new upload URL")
+        staging = repo.root / "blobs" / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=staging)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                async for chunk in request.stream():
+                    file.write(chunk)
+            await run_in_threadpool(repo.put_blob_file, Path(tmp), oid)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return Response(status_code=200)
+
+    @app.post("/api/{plural}/{namespace}/{name}/commit/{rest:path}")
+    async def commit(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        branch, _ = revision_and_path(request, "commit", namespace, name)
+        lines = [json.loads(line) for line in (await request.body()).splitlines() if line.strip()]
+        commit_id = await run_in_threadpool(apply_commit, repo, branch, lines)
+        url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit_id}"
+        return {"success": True, "commitOid": commit_id, "commitUrl": url, "pullRequestUrl": None}
+
+    # --- downloads ---------------------------------------------------------------------
+    def resolve(request: Request, repo_type: str, namespace: str, name: str):
+        repo = store.get(repo_type, f"{namespace}/{name}")
+        revision, path = revision_and_path(request, "resolve", namespace, name)
+        commit_id, files = repo.files(revision)
+        entry = files.get(path)
+        if entry is None:
+            raise HubHTTPError(404, f"{path!r} not found at revision {revision!r} of {repo.repo_id!r}",
+                               "EntryNotFound")
+        headers = {"X-Repo-Commit": commit_id, "ETag": f'"{entry.etag}"', "Accept-Ranges": "bytes"}
+        return FileResponse(repo.blob_path(entry.sha256), headers=headers, media_type="application/octet-stream")
+
+    def resolve_route(repo_type: str):
+        def route(request: Request, namespace: str, name: str, rest: str):
+            return resolve(request, repo_type, namespace, name)
+        return route
+
+    for prefix, repo_type in (("/datasets", "dataset"), ("/spaces", "space"), ("", "model")):
+        app.add_api_route(f"{prefix}/{{namespace}}/{{name}}/resolve/{{rest:path}}",
+                          resolve_route(repo_type), methods=["GET", "HEAD"])
+
+    # --- Spaces ------------------------------------------------------------------------
+    def space(namespace: str, name: str) -> Repo:
+        return store.get("space", f"{namespace}/{name}")
+
+    @app.get("/api/spaces/{namespace}/{name}/runtime")
+    def space_runtime(namespace: str, name: str):
+        return spaces.runtime(space(namespace, name))
+
+    @app.post("/api/spaces/{namespace}/{name}/restart")
+    def restart_space(namespace: str, name: str):
+        return spaces.restart(space(namespace, name))
+
+    @app.post("/api/spaces/{namespace}/{name}/pause")
+    def pause_space(namespace: str, name: str):
+        return spaces.pause(space(namespace, name))
+
+    @app.get("/api/spaces/{namespace}/{name}/variables")
+    def get_variables(namespace: str, name: str):
+        return spaces.settings(space(namespace, name))["variables"]
+
+    @app.post("/api/spaces/{namespace}/{name}/variables")
+    async def add_variable(request: Request, namespace: str, name: str):
+        body = await request.json()
+        return spaces.set_variable(space(namespace, name), body["key"], str(body["value"]), body.get("description"))
+
+    @app.delete("/api/spaces/{namespace}/{name}/variables")
+    async def delete_variable(request: Request, namespace: str, name: str):
+        return spaces.delete_variable(space(namespace, name), (await request.json())["key"])
+
+    @app.get("/api/spaces/{namespace}/{name}/secrets")
+    def get_secrets(namespace: str, name: str):
+        return {key: {"updatedAt": None} for key in spaces.secret_names(space(namespace, name))}
+
+    @app.post("/api/spaces/{namespace}/{name}/secrets")
+    async def add_secret(request: Request, namespace: str, name: str):
+        body = await request.json()
+        spaces.set_secret(space(namespace, name), body["key"], str(body["value"]))
+        return {}
+
+    @app.delete("/api/spaces/{namespace}/{name}/secrets")
+    async def delete_secret(request: Request, namespace: str, name: str):
+        spaces.delete_secret(space(namespace, name), (await request.json())["key"])
+        return {}
+
+    @app.put("/api/spaces/{namespace}/{name}/local-app")
+    async def bind_local_app(request: Request, namespace: str, name: str):
+        body = await request.json()
+        data = spaces.bind(space(namespace, name), body.get("command"), body.get("cwd"),
+                           bool(body.get("serves_http", True)))
+        return data["app"]
+
+    @app.get("/api/spaces/{namespace}/{name}/local-app/logs")
+    def local_app_logs(namespace: str, name: str, lines: int = 100):
+        return {"lines": spaces.logs(space(namespace, name), lines)}
+
+    return app
+
+
+def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
+    """Turn the ndjson commit payload into additions/deletions and one new commit."""
+    header, additions, deletions = {}, {}, []
+    for line in lines:
+        key, value = line.get("key"), line.get("value", {})
+        if key == "header":
+            header = value
+        elif key == "file":
+            if value.get("encoding", "base64") != "base64":
+                raise HubHTTPError(400, f"unsupported encoding {value.get('encoding')!r} for {value.get('path')!r}")
+            data = base64.b64decode(value["content"])
+            additions[value["path"]] = Entry(value["path"], repo.put_blob(data), len(data), git_blob_oid(data), False)
+        elif key == "lfsFile":
+            sha = value["oid"]
+            if not repo.has_blob(sha):
+                raise HubHTTPError(422, f"LFS object {sha} of {value['path']!r} was never uploaded")
+            size = repo.blob_path(sha).stat().st_size
+            additions[value["path"]] = Entry(value["path"], sha, size, lfs_pointer_oid(sha, size), True)
+        elif key in ("deletedFile", "deletedFolder"):
+            deletions.append(value["path"])
+        else:
+            raise HubHTTPError(400, f"unsupported commit operation {key!r}")
+    if not header.get("summary"):
+        raise HubHTTPError(400, "the commit has no message (header.summary)")
+    return repo.make_commit(branch, header["summary"], header.get("description", ""), additions, deletions,
+                            header.get("parentCommit"))
+
+
+def lfs_pointer_oid(sha256: str, size: int) -> str:
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    return git_blob_oid(pointer)

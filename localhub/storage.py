@@ -1,0 +1,302 @@
+"""Repos as git-less folders: content-addressed blobs, immutable commits, refs in one JSON file.
+
+Layout under the data dir (one folder per repo):
+
+    repos/<type>s/<namespace>/<name>/
+        repo.json                 id, type, created_at
+        refs.json                 {"branches": {name: commit}, "tags": {name: {"commit", "message"}}}
+        commits/<commit id>.json  parent, message, date, files: {path: {sha256, size, git_oid, lfs}}
+        blobs/<sha256[:2]>/<sha256>
+        space.json, app.log       Spaces only (see spaces.py)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO_TYPES = ("model", "dataset", "space")
+LFS_THRESHOLD = 10 * 1024 * 1024  # like the Hub: bigger files (and binaries) go through the LFS batch API
+BINARY_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".onnx", ".parquet", ".arrow", ".h5", ".msgpack",
+                   ".ckpt", ".pkl", ".npy", ".npz", ".zip", ".gz", ".tar", ".model")
+GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+
+
+class HubHTTPError(Exception):
+    """An error the server answers with `status` and the X-Error-Code header the client maps."""
+
+    def __init__(self, status: int, message: str, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def repo_not_found(repo_type: str, repo_id: str) -> HubHTTPError:
+    return HubHTTPError(404, f"{repo_type} repository {repo_id!r} not found", "RepoNotFound")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def git_blob_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as file:
+        json.dump(data, file, indent=1, sort_keys=True)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def validate_repo_id(repo_id: str) -> tuple[str, str]:
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(NAME_PATTERN.match(p) for p in parts):
+        raise HubHTTPError(400, f"invalid repo id {repo_id!r}: use 'namespace/name' (letters, digits, . _ -)")
+    return parts[0], parts[1]
+
+
+@dataclass
+class Entry:
+    """One file of a commit."""
+
+    path: str
+    sha256: str
+    size: int
+    git_oid: str
+    lfs: bool
+
+    def tree_json(self) -> dict:
+        item = {"type": "file", "oid": self.git_oid, "size": self.size, "path": self.path}
+        if self.lfs:
+            item["lfs"] = {"oid": self.sha256, "size": self.size, "pointerSize": 134}
+        return item
+
+    @property
+    def etag(self) -> str:
+        return self.sha256 if self.lfs else self.git_oid
+
+
+class Repo:
+    """One repo folder. Every mutation holds the repo's lock; commits and blobs are never rewritten."""
+
+    def __init__(self, root: Path, repo_type: str, repo_id: str):
+        self.root, self.repo_type, self.repo_id = root, repo_type, repo_id
+        self.lock = threading.RLock()
+
+    # --- blobs ---------------------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def has_blob(self, sha256: str) -> bool:
+        return self.blob_path(sha256).exists()
+
+    def put_blob(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.has_blob(sha):
+            self._place_blob(sha, lambda file: file.write(data))
+        return sha
+
+    def put_blob_file(self, path: Path, expected_sha256: str) -> None:
+        """Move an uploaded LFS object into place; refuse it if its content does not match its oid."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected_sha256:
+            raise HubHTTPError(400, f"uploaded content does not match oid {expected_sha256}")
+        target = self.blob_path(expected_sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
+    def _place_blob(self, sha: str, write) -> None:
+        target = self.blob_path(sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload.")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    # --- refs ----------------------------------------------------------------------
+    def refs(self) -> dict:
+        return read_json(self.root / "refs.json")
+
+    def _save_refs(self, refs: dict) -> None:
+        write_json_atomic(self.root / "refs.json", refs)
+
+    def resolve(self, revision: str) -> str:
+        """Commit id of a branch, tag or (full) commit id; RevisionNotFound otherwise."""
+        refs = self.refs()
+        if revision in refs["branches"]:
+            return refs["branches"][revision]
+        if revision in refs["tags"]:
+            return refs["tags"][revision]["commit"]
+        if COMMIT_PATTERN.match(revision) and (self.root / "commits" / f"{revision}.json").exists():
+            return revision
+        raise HubHTTPError(404, f"revision {revision!r} not found in {self.repo_type} {self.repo_id!r}",
+                           "RevisionNotFound")
+
+    def create_branch(self, branch: str, starting_point: str | None) -> None:
+        with self.lock:
+            refs = self.refs()
+            if branch in refs["branches"]:
+                raise HubHTTPError(409, f"branch {branch!r} already exists in {self.repo_id!r}")
+            refs["branches"][branch] = self.resolve(starting_point or "main")
+            self._save_refs(refs)
+
+    def delete_branch(self, branch: str) -> None:
+        with self.lock:
+            refs = self.refs()
+            if branch == "main":
+                raise HubHTTPError(403, "the main branch cannot be deleted")
+            if branch not in refs["branches"]:
+                raise HubHTTPError(404, f"branch {branch!r} not found in {self.repo_id!r}", "RevisionNotFound")
+            del refs["branches"][branch]
+            self._save_refs(refs)
+
+    def create_tag(self, tag: str, revision: str, message: str | None) -> str:
+        with self.lock:
+            refs = self.refs()
+            if tag in refs["tags"] or tag in refs["branches"]:
+                raise HubHTTPError(409, f"tag {tag!r} already exists in {self.repo_id!r}; tags never move")
+            commit = self.resolve(revision)
+            refs["tags"][tag] = {"commit": commit, "message": message or ""}
+            self._save_refs(refs)
+            return commit
+
+    def delete_tag(self, tag: str) -> None:
+        with self.lock:
+            refs = self.refs()
+            if tag not in refs["tags"]:
+                raise HubHTTPError(404, f"tag {tag!r} not found in {self.repo_id!r}", "RevisionNotFound")
+            del refs["tags"][tag]
+            self._save_refs(refs)
+
+    # --- commits -------------------------------------------------------------------
+    def commit(self, commit_id: str) -> dict:
+        return read_json(self.root / "commits" / f"{commit_id}.json")
+
+    def files(self, revision: str) -> tuple[str, dict[str, Entry]]:
+        commit_id = self.resolve(revision)
+        files = self.commit(commit_id)["files"]
+        return commit_id, {path: Entry(path=path, **info) for path, info in files.items()}
+
+    def history(self, revision: str) -> list[dict]:
+        commit_id, commits = self.resolve(revision), []
+        while commit_id:
+            commit = self.commit(commit_id)
+            commits.append(commit)
+            commit_id = commit["parent"]
+        return commits
+
+    def make_commit(self, branch: str, message: str, description: str, additions: dict[str, Entry],
+                    deletions: list[str], parent_commit: str | None = None) -> str:
+        """Apply additions/deletions on top of the branch head; one new immutable commit."""
+        with self.lock:
+            refs = self.refs()
+            parent = refs["branches"].get(branch)
+            if parent is None:
+                raise HubHTTPError(404, f"branch {branch!r} not found in {self.repo_id!r}", "RevisionNotFound")
+            if parent_commit and parent != parent_commit:
+                raise HubHTTPError(412, f"branch {branch!r} moved: head is {parent}, not {parent_commit}")
+            files = dict(self.commit(parent)["files"])
+            for path in deletions:
+                removed = [p for p in files if p == path or p.startswith(path.rstrip("/") + "/")]
+                if not removed:
+                    raise HubHTTPError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+                for p in removed:
+                    del files[p]
+            for path, entry in additions.items():
+                if not self.has_blob(entry.sha256):
+                    raise HubHTTPError(422, f"LFS object {entry.sha256} of {path!r} was never uploaded")
+                files[path] = {"sha256": entry.sha256, "size": entry.size, "git_oid": entry.git_oid, "lfs": entry.lfs}
+            commit_id = self._write_commit(parent, message, description, files)
+            refs = self.refs()
+            refs["branches"][branch] = commit_id
+            self._save_refs(refs)
+            return commit_id
+
+    def _write_commit(self, parent: str | None, message: str, description: str, files: dict) -> str:
+        body = {"parent": parent, "message": message, "description": description, "date": now_iso(), "files": files}
+        commit_id = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        write_json_atomic(self.root / "commits" / f"{commit_id}.json", {"id": commit_id, **body})
+        return commit_id
+
+    def info(self) -> dict:
+        return read_json(self.root / "repo.json")
+
+
+class Store:
+    """All repos under one data dir. Repo objects (and their locks) are shared by all requests."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self._repos: dict[tuple[str, str], Repo] = {}
+        self._lock = threading.Lock()
+
+    def _root(self, repo_type: str, repo_id: str) -> Path:
+        namespace, name = validate_repo_id(repo_id)
+        return self.data_dir / "repos" / f"{repo_type}s" / namespace / name
+
+    def _handle(self, repo_type: str, repo_id: str) -> Repo:
+        with self._lock:
+            key = (repo_type, repo_id)
+            if key not in self._repos:
+                self._repos[key] = Repo(self._root(repo_type, repo_id), repo_type, repo_id)
+            return self._repos[key]
+
+    def get(self, repo_type: str, repo_id: str) -> Repo:
+        if repo_type not in REPO_TYPES:
+            raise HubHTTPError(400, f"unknown repo type {repo_type!r}: use one of {REPO_TYPES}")
+        repo = self._handle(repo_type, repo_id)
+        if not (repo.root / "refs.json").exists():
+            raise repo_not_found(repo_type, repo_id)
+        return repo
+
+    def create(self, repo_type: str, repo_id: str, extra: dict | None = None) -> Repo:
+        if repo_type not in REPO_TYPES:
+            raise HubHTTPError(400, f"unknown repo type {repo_type!r}: use one of {REPO_TYPES}")
+        repo = self._handle(repo_type, repo_id)
+        with repo.lock:
+            if (repo.root / "refs.json").exists():
+                raise HubHTTPError(409, f"You already created this {repo_type} repo: {repo_id}")
+            write_json_atomic(repo.root / "repo.json",
+                              {"id": repo_id, "type": repo_type, "created_at": now_iso(), **(extra or {})})
+            sha = repo.put_blob(GITATTRIBUTES)
+            files = {".gitattributes": {"sha256": sha, "size": len(GITATTRIBUTES),
+                                        "git_oid": git_blob_oid(GITATTRIBUTES), "lfs": False}}
+            commit_id = repo._write_commit(None, "initial commit", "", files)
+            repo._save_refs({"branches": {"main": commit_id}, "tags": {}})  # written last: marks the repo as existing
+        return repo
+
+    def delete(self, repo_type: str, repo_id: str) -> None:
+        import shutil
+
+        repo = self.get(repo_type, repo_id)
+        with repo.lock:
+            (repo.root / "refs.json").unlink()
+            shutil.rmtree(repo.root, ignore_errors=True)
+
+    def list(self, repo_type: str) -> list[str]:
+        base = self.data_dir / "repos" / f"{repo_type}s"
+        return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in base.glob("*/*/refs.json"))

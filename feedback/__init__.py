@@ -1,0 +1,1 @@
+"""Feedback loop: store of misclassification reports -> next dataset version -> retrain triggers."""

@@ -1,0 +1,494 @@
+"""The feedback store: the only module that touches the feedback database.
+
+`misclassified_complaints` holds one row per misclassification report. A report is pending
+until a reviewer sets its corrected label (`mark_reviewed`); a reviewed report whose corrected
+label equals the predicted one is a *confirmed-correct* prediction. `prepare_dataset` consumes
+reviewed reports into a dataset version and stamps them with it.
+
+Every public method is one transaction: it commits whole or not at all. The URL comes from
+FEEDBACK_DB_URL (PostgreSQL via psycopg for real deployments); without it an SQLite file in the
+local hub's data folder ($LOCALHUB_DATA_DIR, default .localhub/feedback.db).
+
+Duplicates: a report with the same (whitespace/case-normalised) text, label type and predicted
+label as a report not yet consumed is refused with `DuplicateReport` (the caller answers 409);
+once the first one is consumed into a dataset version the same text may be reported again.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import (
+    Boolean, CheckConstraint, DateTime, Index, Integer, String, Text, TypeDecorator,
+    create_engine, func, select, text as sql_text, update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from configs import LABEL_SETS, mask_url
+
+DB_URL_ENV = "FEEDBACK_DB_URL"
+
+
+class FeedbackError(RuntimeError):
+    """A feedback-store operation failed; the message says what and how to fix it."""
+
+
+class InvalidReport(FeedbackError, ValueError):
+    """The report itself is bad (empty text, unknown label): the caller's fault, a 4xx."""
+
+
+class InvalidLabel(InvalidReport):
+    """A label type or label value is not one of configs.LABEL_SETS."""
+
+
+class DuplicateReport(FeedbackError):
+    """The same text was already reported with the same prediction and not yet consumed."""
+
+    def __init__(self, message: str, existing_id: int):
+        super().__init__(message)
+        self.existing_id = existing_id
+
+
+class ReportNotFound(FeedbackError, KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class ReportAlreadyConsumed(FeedbackError):
+    """The report is part of a published dataset version; it can no longer change."""
+
+
+class DatabaseUnavailable(FeedbackError):
+    """The database cannot be reached or refused the operation (nothing was written)."""
+
+
+class JobAlreadyRunning(FeedbackError):
+    """Another trigger holds the job lock."""
+
+
+# --------------------------------------------------------------------------------------
+# Schema
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC (SQLite has no time zones) and always returns aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _labels_check(column: str, nullable: bool) -> str:
+    """SQL: the column holds a label of the row's label_type (the DB enforces LABEL_SETS too)."""
+    per_type = " OR ".join(
+        f"(label_type = '{label_type}' AND {column} IN ({_sql_list(labels)}))"
+        for label_type, labels in LABEL_SETS.items()
+    )
+    return f"{column} IS NULL OR {per_type}" if nullable else per_type
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MisclassifiedComplaint(Base):
+    __tablename__ = "misclassified_complaints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    complaint_id: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))  # of normalise_text(text), for duplicate checks
+    label_type: Mapped[str] = mapped_column(String(32))
+    predicted_label: Mapped[str] = mapped_column(String(128))
+    corrected_label: Mapped[str | None] = mapped_column(String(128))
+    reporter: Mapped[str | None] = mapped_column(String(128))
+    reviewer: Mapped[str | None] = mapped_column(String(128))
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    consumed_in_dataset_version: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint(f"label_type IN ({_sql_list(list(LABEL_SETS))})", name="ck_label_type"),
+        CheckConstraint(_labels_check("predicted_label", nullable=False), name="ck_predicted_label"),
+        CheckConstraint(_labels_check("corrected_label", nullable=True), name="ck_corrected_label"),
+        CheckConstraint("NOT reviewed OR corrected_label IS NOT NULL", name="ck_reviewed_has_label"),
+        CheckConstraint("length(trim(text)) > 0", name="ck_text_not_empty"),
+        # One open report per (text, label type, prediction): the DB refuses racing duplicates.
+        Index(
+            "uq_open_report", "text_hash", "label_type", "predicted_label", unique=True,
+            sqlite_where=sql_text("consumed_in_dataset_version IS NULL"),
+            postgresql_where=sql_text("consumed_in_dataset_version IS NULL"),
+        ),
+        Index("ix_review_state", "label_type", "reviewed", "consumed_in_dataset_version"),
+    )
+
+
+class FeedbackJob(Base):
+    """One trigger/prepare run. `lock` is set while it runs; the unique index lets one win."""
+
+    __tablename__ = "feedback_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    lock: Mapped[str | None] = mapped_column(String(64), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    dataset_version: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------------------
+# Plain values handed to callers (no session attached)
+
+
+@dataclass(frozen=True)
+class Report:
+    id: int
+    complaint_id: str | None
+    text: str
+    label_type: str
+    predicted_label: str
+    corrected_label: str | None
+    reporter: str | None
+    reviewer: str | None
+    reviewed: bool
+    reviewed_at: datetime | None
+    created_at: datetime
+    consumed_in_dataset_version: str | None
+
+    @property
+    def confirmed_correct(self) -> bool:
+        return self.reviewed and self.corrected_label == self.predicted_label
+
+    @classmethod
+    def of(cls, row: MisclassifiedComplaint) -> "Report":
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class JobOutcome:
+    outcome: str = "done"
+    dataset_version: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    name: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    dataset_version: str | None
+    detail: str | None
+
+    @classmethod
+    def of(cls, row: FeedbackJob) -> "JobRecord":
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+
+
+def normalise_text(text: str) -> str:
+    """What counts as 'the same text' (as load_dataset.normalize_text): NFKC, casefold,
+    whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def check_label_type(label_type: str) -> str:
+    if label_type not in LABEL_SETS:
+        raise InvalidLabel(f"label_type {label_type!r} is unknown; use one of {sorted(LABEL_SETS)}")
+    return label_type
+
+
+def check_label(field: str, label_type: str, value: str) -> str:
+    allowed = LABEL_SETS[check_label_type(label_type)]
+    if value not in allowed:
+        raise InvalidLabel(f"{field} {value!r} is not a {label_type} label; use one of {allowed}")
+    return value
+
+
+def default_db_url() -> str:
+    """The embedded default: feedback.db next to the local hub's repos."""
+    folder = Path(os.environ.get("LOCALHUB_DATA_DIR") or ".localhub")
+    return f"sqlite:///{folder.resolve() / 'feedback.db'}"
+
+
+# --------------------------------------------------------------------------------------
+# The store
+
+
+class FeedbackStore:
+    """Reports, reviews and job runs in one database (SQLite embedded, PostgreSQL for real)."""
+
+    def __init__(self, url: str, create: bool = True):
+        self.url = url
+        self.safe_url = mask_url(url)
+        self._password = _password_of(url)
+        self.engine = create_engine(url, pool_pre_ping=True, **_engine_options(url))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            self.create_schema()
+
+    @classmethod
+    def from_env(cls) -> "FeedbackStore":
+        return cls(os.environ.get(DB_URL_ENV) or default_db_url())
+
+    def __repr__(self) -> str:
+        return f"FeedbackStore({self.safe_url!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def create_schema(self) -> None:
+        with self._database_errors("create the schema"):
+            Base.metadata.create_all(self.engine)
+
+    # --- reports ---------------------------------------------------------------------
+    def record_report(
+        self, *, text: str, label_type: str, predicted_label: str,
+        complaint_id: str | None = None, corrected_label: str | None = None,
+        reporter: str | None = None,
+    ) -> int:
+        """Store one misclassification report; returns its id. `corrected_label` is the
+        reporter's suggestion; the report stays pending until `mark_reviewed`."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidReport("text is empty; send the complaint text that was misclassified")
+        check_label("predicted_label", label_type, predicted_label)
+        if corrected_label is not None:
+            check_label("corrected_label", label_type, corrected_label)
+        row = MisclassifiedComplaint(
+            complaint_id=complaint_id, text=text.strip(), text_hash=text_hash(text),
+            label_type=label_type, predicted_label=predicted_label, corrected_label=corrected_label,
+            reporter=reporter, reviewed=False, created_at=utcnow(),
+        )
+        try:
+            with self._transaction("record a report") as session:
+                session.add(row)
+                session.flush()
+                return row.id
+        except IntegrityError:
+            existing = self._open_duplicate(row.text_hash, label_type, predicted_label)
+            if existing is None:
+                raise FeedbackError("the database refused the report (constraint violated)") from None
+            raise DuplicateReport(
+                f"this text was already reported for {label_type} with prediction "
+                f"{predicted_label!r} (report {existing}, not yet consumed); review that one instead",
+                existing,
+            ) from None
+
+    def get(self, report_id: int) -> Report:
+        with self._transaction("read a report") as session:
+            return Report.of(self._row(session, report_id))
+
+    def list_pending(self, label_type: str | None = None, limit: int | None = None) -> list[Report]:
+        """Reports waiting for review, oldest first."""
+        query = select(MisclassifiedComplaint).where(MisclassifiedComplaint.reviewed.is_(False))
+        return self._reports(query, label_type, limit)
+
+    def list_reviewed_unconsumed(self, label_type: str) -> list[Report]:
+        """Reviewed reports not yet part of a dataset version, oldest review first."""
+        query = select(MisclassifiedComplaint).where(
+            MisclassifiedComplaint.reviewed.is_(True),
+            MisclassifiedComplaint.consumed_in_dataset_version.is_(None),
+        )
+        return self._reports(query, label_type, None, order=MisclassifiedComplaint.reviewed_at)
+
+    def pending_count(self, label_type: str | None = None) -> int:
+        query = select(func.count()).select_from(MisclassifiedComplaint).where(
+            MisclassifiedComplaint.reviewed.is_(False))
+        if label_type is not None:
+            query = query.where(MisclassifiedComplaint.label_type == check_label_type(label_type))
+        with self._transaction("count pending reports") as session:
+            return session.scalar(query)
+
+    def mark_reviewed(self, report_id: int, corrected_label: str, reviewer: str | None = None) -> Report:
+        """Set the reviewed label (equal to the prediction: the prediction was right)."""
+        with self._transaction("mark a report reviewed") as session:
+            row = self._row(session, report_id, for_update=True)
+            if row.consumed_in_dataset_version is not None:
+                raise ReportAlreadyConsumed(
+                    f"report {report_id} is already in dataset version "
+                    f"{row.consumed_in_dataset_version}; record a new report to change its label")
+            row.corrected_label = check_label("corrected_label", row.label_type, corrected_label)
+            row.reviewer, row.reviewed, row.reviewed_at = reviewer, True, utcnow()
+            session.flush()
+            return Report.of(row)
+
+    def mark_consumed(self, report_ids: list[int], dataset_version: str) -> int:
+        """Stamp reviewed, unconsumed reports with the dataset version; returns how many."""
+        if not report_ids:
+            return 0
+        with self._transaction("mark reports consumed") as session:
+            result = session.execute(
+                update(MisclassifiedComplaint)
+                .where(MisclassifiedComplaint.id.in_(report_ids),
+                       MisclassifiedComplaint.reviewed.is_(True),
+                       MisclassifiedComplaint.consumed_in_dataset_version.is_(None))
+                .values(consumed_in_dataset_version=dataset_version)
+            )
+            return result.rowcount
+
+    def newest_consumed_version(self, label_type: str) -> str | None:
+        """The dataset version that most recently consumed reports of this label type."""
+        query = (select(MisclassifiedComplaint.consumed_in_dataset_version)
+                 .where(MisclassifiedComplaint.label_type == check_label_type(label_type),
+                        MisclassifiedComplaint.consumed_in_dataset_version.is_not(None))
+                 .order_by(MisclassifiedComplaint.reviewed_at.desc()).limit(1))
+        with self._transaction("read the last consumed version") as session:
+            return session.scalar(query)
+
+    # --- job runs (one at a time per name) ------------------------------------------
+    def start_job(self, name: str, stale_after_s: float = 6 * 3600) -> int:
+        """Open a job run holding the lock `name`; JobAlreadyRunning if another holds it.
+        A lock older than `stale_after_s` belongs to a dead run and is taken over."""
+        cutoff = utcnow() - timedelta(seconds=stale_after_s)
+        with self._transaction("release a stale job lock") as session:
+            session.execute(
+                update(FeedbackJob)
+                .where(FeedbackJob.lock == name, FeedbackJob.started_at < cutoff)
+                .values(lock=None, finished_at=utcnow(), outcome="abandoned")
+            )
+        try:
+            with self._transaction("start a job") as session:
+                job = FeedbackJob(name=name, lock=name, started_at=utcnow())
+                session.add(job)
+                session.flush()
+                return job.id
+        except IntegrityError:
+            running = self.running_job(name)
+            since = f" since {running.started_at:%Y-%m-%d %H:%M:%S} UTC (job {running.id})" if running else ""
+            raise JobAlreadyRunning(f"job {name!r} is already running{since}; wait for it to finish") from None
+
+    @contextmanager
+    def job(self, name: str, stale_after_s: float = 6 * 3600) -> Iterator["JobOutcome"]:
+        """Run a block holding the lock `name`; the outcome set on the handle is recorded,
+        or "failed" with the error when the block raises."""
+        job_id = self.start_job(name, stale_after_s)
+        outcome = JobOutcome()
+        try:
+            yield outcome
+        except BaseException as error:
+            self.finish_job(job_id, "failed", detail=f"{type(error).__name__}: {error}"[:1000])
+            raise
+        self.finish_job(job_id, outcome.outcome, outcome.dataset_version, outcome.detail)
+
+    def finish_job(self, job_id: int, outcome: str, dataset_version: str | None = None,
+                   detail: str | None = None) -> None:
+        with self._transaction("finish a job") as session:
+            session.execute(
+                update(FeedbackJob).where(FeedbackJob.id == job_id)
+                .values(lock=None, finished_at=utcnow(), outcome=outcome,
+                        dataset_version=dataset_version, detail=detail)
+            )
+
+    def running_job(self, name: str) -> JobRecord | None:
+        with self._transaction("read the running job") as session:
+            row = session.scalar(select(FeedbackJob).where(FeedbackJob.lock == name))
+            return JobRecord.of(row) if row else None
+
+    def last_finished_job(self, name: str) -> JobRecord | None:
+        query = (select(FeedbackJob).where(FeedbackJob.name == name, FeedbackJob.finished_at.is_not(None))
+                 .order_by(FeedbackJob.id.desc()).limit(1))
+        with self._transaction("read the last job") as session:
+            row = session.scalar(query)
+            return JobRecord.of(row) if row else None
+
+    # --- internals -------------------------------------------------------------------
+    def _reports(self, query, label_type, limit, order=None) -> list[Report]:
+        if label_type is not None:
+            query = query.where(MisclassifiedComplaint.label_type == check_label_type(label_type))
+        query = query.order_by(order if order is not None else MisclassifiedComplaint.created_at,
+                               MisclassifiedComplaint.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._transaction("list reports") as session:
+            return [Report.of(row) for row in session.scalars(query)]
+
+    def _row(self, session: Session, report_id: int, for_update: bool = False) -> MisclassifiedComplaint:
+        query = select(MisclassifiedComplaint).where(MisclassifiedComplaint.id == report_id)
+        row = session.scalar(query.with_for_update() if for_update else query)
+        if row is None:
+            raise ReportNotFound(f"no feedback report with id {report_id}")
+        return row
+
+    def _open_duplicate(self, hash_: str, label_type: str, predicted_label: str) -> int | None:
+        query = select(MisclassifiedComplaint.id).where(
+            MisclassifiedComplaint.text_hash == hash_,
+            MisclassifiedComplaint.label_type == label_type,
+            MisclassifiedComplaint.predicted_label == predicted_label,
+            MisclassifiedComplaint.consumed_in_dataset_version.is_(None),
+        )
+        with self._transaction("look up a duplicate") as session:
+            return session.scalar(query)
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[Session]:
+        with self._database_errors(action), self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def _database_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except DBAPIError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
+            if self._password:
+                reason = reason.replace(self._password, "***")
+            raise DatabaseUnavailable(
+                f"could not {action}: feedback database {self.safe_url} failed ({reason}). "
+                f"Nothing was written. Check that the server is running and {DB_URL_ENV} is right."
+            ) from None
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        raise FeedbackError(f"{DB_URL_ENV} is not a database URL: {mask_url(url)!r}; "
+                            "use e.g. postgresql+psycopg://user:password@host/db or sqlite:///path.db") from None
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # wait for a concurrent writer instead of failing at once
+        return {"connect_args": {"timeout": 30}}
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": 5}}
+    return {}

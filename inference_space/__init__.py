@@ -1,0 +1,11 @@
+"""The inference Space: a FastAPI app serving one LABEL's classifier at one model revision.
+
+    LABEL=urgency python -m inference_space        # uvicorn on $PORT (7860), host 0.0.0.0
+
+Settings (environment; see settings.SpaceSettings): LABEL, MODEL_ID, MODEL_REVISION (default: the
+newest v* tag), HF_ENDPOINT / HF_TOKEN (no token and no endpoint: the local hub at LOCALHUB_URL),
+MAX_TEXT_CHARS, MAX_BATCH, INFERENCE_BACKEND (torch | onnx), FEEDBACK_DB_URL, CACHE_DIR (default
+$HF_HOME/inference_space or ~/.cache/inference_space: the only place it writes).
+
+Routes: POST /predict, POST /predict/batch, GET /health, POST /feedback, GET /metrics.
+"""

@@ -1,0 +1,26 @@
+"""`python -m inference_space`: serve the app with uvicorn on $PORT (7860 by default)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from configs import ConfigError
+from inference_space.app import create_app
+from inference_space.settings import load_settings
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

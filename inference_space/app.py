@@ -1,0 +1,142 @@
+"""The inference Space app: /predict, /predict/batch, /health, /feedback, /metrics."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from inference_space.reports import FeedbackRecorder, FeedbackRejected
+from inference_space.serving import ModelNotReady, ModelServer, redact
+from inference_space.settings import SpaceSettings
+from inference_space.metrics import ServiceMetrics
+
+log = logging.getLogger("inference_space")
+
+
+class PredictRequest(BaseModel):
+    text: str
+
+
+class BatchRequest(BaseModel):
+    texts: list[str]
+
+
+class FeedbackRequest(BaseModel):
+    text: str
+    complaint_id: str | None = Field(None, max_length=200)
+    predicted_label: str
+    corrected_label: str | None = None
+    reporter: str | None = Field(None, max_length=200)
+
+
+def invalid(message: str) -> HTTPException:
+    return HTTPException(status_code=422, detail=message)
+
+
+def check_text(text: str, field: str, max_chars: int) -> None:
+    if not text.strip():
+        raise invalid(f"{field}: the text is empty; send the complaint text")
+    if len(text) > max_chars:
+        raise invalid(f"{field}: the text has {len(text)} characters, more than MAX_TEXT_CHARS={max_chars}; shorten it")
+
+
+def check_batch(texts: list[str], settings: SpaceSettings) -> None:
+    if not texts:
+        raise invalid("texts: the list is empty; send at least one text")
+    if len(texts) > settings.max_batch:
+        raise invalid(f"texts: {len(texts)} texts, more than MAX_BATCH={settings.max_batch}; split the request")
+    for i, text in enumerate(texts):
+        check_text(text, f"texts[{i}]", settings.max_text_chars)
+
+
+def check_feedback(report: FeedbackRequest, settings: SpaceSettings) -> None:
+    check_text(report.text, "text", settings.max_text_chars)
+    for field in ("predicted_label", "corrected_label"):
+        value = getattr(report, field)
+        if value is not None and value not in settings.labels:
+            raise invalid(f"{field}: {value!r} is not one of the LABEL={settings.label} labels {settings.labels}")
+
+
+def readable(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAPI:
+    """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
+    tests pass a wrapped one. The model starts loading when the app starts."""
+    if hub is None:
+        from hub import HubClient
+
+        hub = HubClient(settings.endpoint, settings.token)
+    server = ModelServer(settings, hub)
+    recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)
+    metrics = ServiceMetrics(server, recorder.pending_reviews)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        server.start_loading()
+        yield
+
+    app = FastAPI(title=f"grievance {settings.label} classifier", lifespan=lifespan)
+    app.state.server, app.state.metrics, app.state.recorder = server, metrics, recorder
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": readable(error)})
+
+    @app.exception_handler(ModelNotReady)
+    async def not_ready(request: Request, error: ModelNotReady):
+        detail = f"model not loaded ({server.state.status}): {error}"
+        return JSONResponse(status_code=503, content={"detail": detail},
+                            headers={"Retry-After": str(settings.retry_after_s)})
+
+    @app.get("/health")
+    def health() -> dict:
+        return server.health()
+
+    @app.post("/predict")
+    async def predict(request: PredictRequest) -> dict:
+        check_text(request.text, "text", settings.max_text_chars)
+        with metrics.latency.labels("predict").time():
+            [prediction] = await run_in_threadpool(server.predict, [request.text])
+        metrics.count_predictions([prediction])
+        return prediction
+
+    @app.post("/predict/batch")
+    async def predict_batch(request: BatchRequest) -> dict:
+        check_batch(request.texts, settings)
+        with metrics.latency.labels("predict_batch").time():
+            predictions = await run_in_threadpool(server.predict, request.texts)
+        metrics.count_predictions(predictions)
+        return {"predictions": predictions}
+
+    @app.post("/feedback", status_code=201)
+    async def feedback(report: FeedbackRequest) -> dict:
+        check_feedback(report, settings)
+        try:
+            report_id = await run_in_threadpool(recorder.record, **report.model_dump())
+        except FeedbackRejected as error:
+            detail = redact(str(error), settings)
+            if error.status == 503:
+                log.error("feedback store failed: %s", detail)
+            headers = {"Retry-After": str(settings.retry_after_s)} if error.status == 503 else None
+            raise HTTPException(status_code=error.status, detail=detail, headers=headers) from None
+        metrics.feedback_reports.inc()
+        return {"id": report_id, "status": "recorded"}
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

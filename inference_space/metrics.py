@@ -1,0 +1,60 @@
+"""Prometheus metrics of one app instance (its own registry, so several apps can share a process)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+
+def retrain_outcome(metadata: dict | None) -> tuple[float | None, bool | None]:
+    """(dF1, promoted) recorded by the retrain job in metadata.json; None where absent."""
+    metadata = metadata or {}
+    comparison, decision = metadata.get("comparison") or {}, metadata.get("decision") or {}
+    delta = comparison.get("delta_f1") if isinstance(comparison, dict) else None
+    promote = decision.get("promote") if isinstance(decision, dict) else None
+    return (float(delta) if isinstance(delta, (int, float)) else None,
+            promote if isinstance(promote, bool) else None)
+
+
+class ServingCollector:
+    """Gauges read from the serving state at scrape time, so they never go stale."""
+
+    def __init__(self, server, pending_reviews=None):
+        self.server, self.pending_reviews = server, pending_reviews
+
+    def collect(self):
+        state = self.server.state
+        yield GaugeMetricFamily("inference_model_ready", "1 when the model is loaded and serving.",
+                                value=1.0 if state.status == "ok" else 0.0)
+        if state.model is not None:
+            info = GaugeMetricFamily("inference_model_info", "The model version served (value is always 1).",
+                                     labels=["model_id", "revision", "commit", "backend"])
+            info.add_metric([self.server.settings.model_repo, state.model.revision, state.model.commit,
+                             self.server.settings.inference_backend], 1.0)
+            yield info
+            delta, promoted = retrain_outcome(state.model.metadata)
+            if delta is not None:
+                yield GaugeMetricFamily("inference_last_retrain_delta_f1",
+                                        "Macro-F1 gain of the served version over the one it replaced.", value=delta)
+            if promoted is not None:
+                yield GaugeMetricFamily("inference_last_retrain_promoted",
+                                        "1 if the retrain run that made the served version promoted it.",
+                                        value=float(promoted))
+        pending = self.pending_reviews() if self.pending_reviews else None
+        if pending is not None:
+            yield GaugeMetricFamily("inference_feedback_pending_reviews", "Reports waiting for review.", value=pending)
+
+
+class ServiceMetrics:
+    def __init__(self, server, pending_reviews=None):
+        self.registry = CollectorRegistry()
+        self.predictions = Counter("inference_predictions", "Texts classified, by predicted label.",
+                                   ["label"], registry=self.registry)
+        self.feedback_reports = Counter("inference_feedback_reports", "Misclassification reports recorded.",
+                                        registry=self.registry)
+        self.latency = Histogram("inference_request_seconds", "Time to answer a prediction request.",
+                                 ["endpoint"], registry=self.registry)
+        self.registry.register(ServingCollector(server, pending_reviews))
+
+    def count_predictions(self, predictions: list[dict]) -> None:
+        for prediction in predictions:
+            self.predictions.labels(prediction["label"]).inc()

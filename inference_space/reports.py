@@ -1,0 +1,50 @@
+"""The /feedback adapter over feedback.store.FeedbackStore. The store is opened on first use, so
+a database that is down costs the feedback endpoint only, never the predictions."""
+from __future__ import annotations
+
+import threading
+
+
+class FeedbackRejected(RuntimeError):
+    """The report was not recorded; `status` is the HTTP answer (409 duplicate, 422 invalid,
+    503 store unavailable) and the message says why (the store masks passwords)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def rejection(error: Exception) -> FeedbackRejected:
+    if hasattr(error, "existing_id"):  # feedback.store.DuplicateReport
+        return FeedbackRejected(409, f"{error} (report {error.existing_id})")
+    if isinstance(error, ValueError):  # feedback.store.InvalidLabel: a label outside the LABEL set
+        return FeedbackRejected(422, str(error))
+    return FeedbackRejected(503, f"feedback store unavailable: {error}")
+
+
+class FeedbackRecorder:
+    def __init__(self, url: str | None, label_type: str, store=None):
+        self.url, self.label_type, self._store, self._lock = url, label_type, store, threading.Lock()
+
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                from feedback.store import FeedbackStore, default_db_url
+
+                # Without FEEDBACK_DB_URL: the store's own default, the file prepare_dataset reads.
+                self._store = FeedbackStore(self.url or default_db_url())
+            return self._store
+
+    def record(self, **report) -> int:
+        try:
+            return self.store().record_report(label_type=self.label_type, **report)
+        except Exception as error:
+            raise rejection(error) from None
+
+    def pending_reviews(self) -> int | None:
+        """Reports of this label type waiting for review, once the store is open (else None)."""
+        count = getattr(self._store, "pending_count", None)
+        try:
+            return count(self.label_type) if count else None
+        except Exception:  # a scrape must not fail because the database is down
+            return None

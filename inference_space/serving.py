@@ -1,0 +1,126 @@
+"""Which model revision this Space serves, loaded once in a background thread."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from configs import mask_url
+from inference_space.classifier import Classifier, load_classifier, predict_in_chunks
+from inference_space.settings import SpaceSettings
+
+log = logging.getLogger("inference_space")
+
+
+class ModelNotReady(RuntimeError):
+    """Predictions were asked for before the model finished loading (or after it failed)."""
+
+
+@dataclass
+class ServedModel:
+    revision: str          # the tag (or pinned revision) served, e.g. v20261125_120000
+    commit: str
+    folder: Path
+    metadata: dict | None
+    classifier: Classifier
+
+
+@dataclass
+class ServingState:
+    status: str = "loading"  # loading | ok | error
+    error: str | None = None
+    model: ServedModel | None = None
+    loaded_at: str | None = None
+    load_seconds: float | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+def resolve_model_revision(hub, repo_id: str, pinned: str | None) -> tuple[str, str]:
+    """(revision name, commit id): the pinned revision, else the newest v* tag of the repo."""
+    revision = pinned or hub.newest_version_tag(repo_id)
+    if revision is None:
+        raise LookupError(
+            f"model repo {repo_id} has no v* version tag yet; promote a model first or set MODEL_REVISION"
+        )
+    return revision, hub.resolve_revision(repo_id, revision)
+
+
+def snapshot_dir(cache_dir: Path, repo_id: str, commit: str) -> Path:
+    return cache_dir / "models" / repo_id.replace("/", "--") / commit
+
+
+def read_metadata(folder: Path) -> dict | None:
+    """The retrain job's metadata.json of this version, or None when absent or unreadable."""
+    try:
+        return json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def redact(message: str, settings: SpaceSettings) -> str:
+    """An error message safe to show: no token, no database password."""
+    for secret in filter(None, (settings.token,)):
+        message = message.replace(secret, "***")
+    if settings.feedback_db_url:
+        message = message.replace(settings.feedback_db_url, mask_url(settings.feedback_db_url))
+    return message
+
+
+class ModelServer:
+    """Loads the model revision once (in a thread, so /health answers at once) and predicts."""
+
+    def __init__(self, settings: SpaceSettings, hub):
+        self.settings, self.hub, self.state = settings, hub, ServingState()
+        # A fast tokenizer is not safe to call from two threads at once ("Already borrowed"),
+        # and on a CPU Space one forward at a time already uses every core.
+        self._forward_lock = threading.Lock()
+
+    def start_loading(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def load(self) -> None:
+        settings, started = self.settings, time.perf_counter()
+        try:
+            revision, commit = resolve_model_revision(self.hub, settings.model_repo, settings.model_revision)
+            log.info("loading %s at %s (%s)", settings.model_repo, revision, commit)
+            folder = self.hub.download_snapshot(
+                settings.model_repo, commit, local_dir=snapshot_dir(settings.cache_dir, settings.model_repo, commit)
+            )
+            classifier = load_classifier(Path(folder), settings.labels, settings.inference_backend, settings.max_length)
+            self.state.model = ServedModel(revision, commit, Path(folder), read_metadata(Path(folder)), classifier)
+            self.state.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.state.load_seconds = time.perf_counter() - started
+            self.state.status = "ok"
+            log.info("serving %s %s after %.1fs", settings.model_repo, revision, self.state.load_seconds)
+        except Exception as error:  # any failure must show in /health, not kill the server
+            self.state.error = redact(f"{type(error).__name__}: {error}", settings)
+            self.state.status = "error"
+            log.error("model load failed: %s", self.state.error)
+        finally:
+            self.state.ready.set()
+
+    def predict(self, texts: list[str]) -> list[dict]:
+        model = self.state.model
+        if self.state.status != "ok" or model is None:
+            raise ModelNotReady(self.state.error or "the model is still loading")
+        with self._forward_lock:
+            return predict_in_chunks(model.classifier, texts, self.settings.forward_batch_size)
+
+    def health(self) -> dict:
+        model = self.state.model
+        return {
+            "status": self.state.status,
+            "label_type": self.settings.label,
+            "model_id": self.settings.model_repo,
+            "revision": model.revision if model else self.settings.model_revision,
+            "commit": model.commit if model else None,
+            "loaded_at": self.state.loaded_at,
+            "backend": self.settings.inference_backend,
+            "error": self.state.error,
+        }

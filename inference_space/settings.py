@@ -1,0 +1,75 @@
+"""Settings of the inference Space, read from the environment (the Space's variables and secrets)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from configs import DEFAULT_NAMESPACE, LABEL_SETS, LOCAL_HUB_ENDPOINT, REAL_HUB_ENDPOINT, ConfigError
+
+
+def default_cache_dir() -> Path:
+    # Spaces run as uid 1000 with a writable HOME; HF_HOME is the usual place a Space mounts storage.
+    base = os.environ.get("HF_HOME") or Path.home() / ".cache"
+    return Path(base) / "inference_space"
+
+
+class SpaceSettings(BaseSettings):
+    """Every setting of the inference Space, with its default and meaning."""
+
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore")
+
+    label: Literal["department", "urgency"] = Field(description="Which classifier this Space serves.")
+    model_id: str | None = Field(None, description="Model repo. Default: retrainspace/grievance-<label>-classifier.")
+    model_revision: str | None = Field(None, description="Tag or commit to serve. Default: the newest v* tag.")
+    hf_endpoint: str | None = Field(None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub.")
+    hf_token: SecretStr | None = Field(None, description="Hub token (read access to the model repo).")
+    max_text_chars: int = Field(5000, gt=0, description="Longest accepted text, in characters.")
+    max_batch: int = Field(64, gt=0, description="Most texts accepted by one /predict/batch request.")
+    forward_batch_size: int = Field(32, gt=0, description="Texts per model forward pass.")
+    max_length: int = Field(128, gt=0, le=8192, description="Texts are truncated to this many tokens.")
+    inference_backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': int8-quantized ONNX Runtime.")
+    feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: the store's SQLite file.")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="Model snapshots, ONNX exports, SQLite.")
+    retry_after_s: int = Field(5, gt=0, description="Retry-After sent while the model is loading.")
+    host: str = Field("0.0.0.0", description="Address uvicorn binds.")
+    port: int = Field(7860, gt=0, lt=65536, description="Port uvicorn binds (Spaces use 7860).")
+
+    @field_validator("hf_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @property
+    def labels(self) -> list[str]:
+        return LABEL_SETS[self.label]
+
+    @property
+    def model_repo(self) -> str:
+        return self.model_id or f"{DEFAULT_NAMESPACE}/grievance-{self.label}-classifier"
+
+    @property
+    def token(self) -> str | None:
+        return self.hf_token.get_secret_value() if self.hf_token else None
+
+    @property
+    def endpoint(self) -> str:
+        if self.hf_endpoint:
+            return self.hf_endpoint
+        return REAL_HUB_ENDPOINT if self.hf_token else os.environ.get("LOCALHUB_URL", LOCAL_HUB_ENDPOINT)
+
+
+
+def load_settings(**overrides) -> SpaceSettings:
+    """Settings from the environment; a bad value fails with the variable's name."""
+    try:
+        return SpaceSettings(**overrides)
+    except ValidationError as error:
+        lines = [f"  {str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg']}" for e in error.errors()]
+        raise ConfigError("invalid inference Space settings:\n" + "\n".join(lines)
+                          + "\nFix the variable in the Space settings.") from None

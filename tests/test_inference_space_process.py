@@ -1,0 +1,55 @@
+"""`python -m inference_space` as the local hub runs it: a child process with PORT and the
+Space's variables in its environment."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.space import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def space_process_env(tmp_path, **variables) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LABEL", "MODEL_ID", "MODEL_REVISION", "HF_TOKEN")}
+    env.update(HOME=str(tmp_path), HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO_ROOT), **variables)
+    return env
+
+
+def test_bad_label_exits_with_the_variable_named(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "inference_space"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=space_process_env(tmp_path, LABEL="priority"), timeout=120)
+    assert done.returncode == 2 and "LABEL" in done.stderr
+
+
+def test_module_serves_health_on_port_even_when_the_hub_is_unreachable(tmp_path):
+    port, dead_hub = free_port(), f"http://127.0.0.1:{free_port()}"
+    env = space_process_env(tmp_path, LABEL="urgency", PORT=str(port), HF_ENDPOINT=dead_hub)
+    process = subprocess.Popen([sys.executable, "-m", "inference_space"], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        health = poll_health(f"http://127.0.0.1:{port}", until={"error"})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert health["status"] == "error" and health["label_type"] == "urgency"
+    assert (tmp_path / "hf" / "inference_space").is_dir()  # its cache lives under HF_HOME
+
+
+def poll_health(url: str, until: set[str], timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{url}/health", timeout=5).json()
+            if health["status"] in until:
+                return health
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url}/health never reached {until}")

@@ -20,13 +20,8 @@ def serve(args: argparse.Namespace) -> None:
     url = f"http://{args.host}:{args.port}"
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = data_dir / "server.pid"
-    pid_file.write_text(f"{os.getpid()}\n")  # `kill $(cat DATA_DIR/server.pid)` stops a detached hub
-    try:
-        uvicorn.run(create_app(data_dir, token=token, public_url=url), host=args.host, port=args.port,
-                    log_level="warning")
-    finally:
-        pid_file.unlink(missing_ok=True)
+    app = create_app(data_dir, token=token, public_url=url, pid_file=data_dir / "server.pid")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def bind(args: argparse.Namespace) -> None:

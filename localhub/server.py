@@ -79,18 +79,24 @@ def folder_json(path: str, commit_id: str) -> dict:
     return {"type": "directory", "oid": hashlib.sha1(f"{commit_id}:{path}".encode()).hexdigest(), "path": path}
 
 
-def create_app(data_dir: Path, token: str | None = None, public_url: str | None = None) -> FastAPI:
+def create_app(data_dir: Path, token: str | None = None, public_url: str | None = None,
+               pid_file: Path | None = None) -> FastAPI:
+    """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
     store = Store(Path(data_dir))
     spaces = SpaceRuntimes(public_url or "")
     upload_key = (token or secrets.token_hex(16)).encode()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if pid_file:
+            pid_file.write_text(f"{os.getpid()}\n")  # `kill $(cat DATA_DIR/server.pid)` stops a detached hub
         spaces.resume_running([store.get("space", repo_id) for repo_id in store.list("space")])
         try:
             yield
         finally:
             spaces.stop_all()
+            if pid_file:
+                pid_file.unlink(missing_ok=True)
 
     app = FastAPI(title="localhub", lifespan=lifespan)
     app.state.store, app.state.spaces = store, spaces

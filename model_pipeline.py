@@ -311,6 +311,8 @@ def training_arguments(cfg: JobConfig, output_dir: Path, precision: str, epoch_s
         report_to="none",
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
+        # Accelerate only sets up CPU DDP (gloo) under torchrun when told it runs on the CPU.
+        use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=torch.cuda.is_available(),
     )
 

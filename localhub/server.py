@@ -144,8 +144,14 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         if "/" not in repo_id:
             repo_id = f"local/{repo_id}"
         extra = {"sdk": body.get("sdk")} if repo_type == "space" else {}
-        repo = await run_in_threadpool(store.create, repo_type, repo_id, extra)
-        url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo.repo_id}"
+        url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo_id}"
+        try:
+            repo = await run_in_threadpool(store.create, repo_type, repo_id, extra)
+        except HubHTTPError as error:
+            if error.status != 409:
+                raise
+            # Like the Hub, a 409 names the existing repo: create_repo(exist_ok=True) reads its url.
+            return JSONResponse({"error": error.message, "url": url}, status_code=409)
         return {"url": url, "name": repo.repo_id, "id": repo.repo_id}
 
     @app.api_route("/api/repos/delete", methods=["DELETE", "POST"])

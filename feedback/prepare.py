@@ -55,7 +55,7 @@ class DatasetTooSmall(PrepareError): ...
 
 
 @dataclass
-class DataReport:
+class PrepareReport:
     label: str
     base_version: str | None
     version: str | None = None
@@ -126,7 +126,7 @@ def next_version(current: str | None, now: datetime | None = None) -> str:
 # Choosing and cleaning the new rows
 
 
-def choose_reports(reports: list[Report], share: float, seed: int, data: DataReport) -> list[Report]:
+def choose_reports(reports: list[Report], share: float, seed: int, data: PrepareReport) -> list[Report]:
     """All corrections plus a seeded sample of the confirmed predictions."""
     corrections = [r for r in reports if not r.confirmed_correct]
     confirmed = [r for r in reports if r.confirmed_correct]
@@ -142,7 +142,7 @@ def malformed(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in text)
 
 
-def clean_reports(reports: list[Report], min_chars: int, data: DataReport) -> list[Report]:
+def clean_reports(reports: list[Report], min_chars: int, data: PrepareReport) -> list[Report]:
     """Drop empty, too short, malformed, conflicting and duplicate reports (first copy kept)."""
     kept: list[Report] = []
     for report in reports:
@@ -173,7 +173,7 @@ def clean_reports(reports: list[Report], min_chars: int, data: DataReport) -> li
 
 
 def merge_with_existing(reports: list[Report], splits: dict[str, pd.DataFrame], label: str,
-                        data: DataReport) -> list[Report]:
+                        data: PrepareReport) -> list[Report]:
     """Relabel train rows that a correction names; drop texts of held-out splits and no-ops."""
     where = {normalise_text(t): (name, i) for name, frame in splits.items() for i, t in enumerate(frame.text)}
     new: list[Report] = []
@@ -260,53 +260,69 @@ def recover_unstamped(store: FeedbackStore, base_version: str | None, snapshot: 
     return [r for r in reports if r.id not in published]
 
 
+def load_base_version(hub, repo: str, version: str | None, snapshot: Path, label: str):
+    """(split files, split frames) of the base version; empty splits when there is none yet."""
+    files: dict[str, Path] = {}
+    if version is not None:
+        hub.download_snapshot(repo, version, repo_type="dataset", local_dir=snapshot)
+        files = split_files(snapshot)
+        if set(files) != set(SPLITS):
+            raise PrepareError(f"{repo}@{version} lacks split files {sorted(set(SPLITS) - set(files))}")
+    splits = {name: read_split(files[name], label) if name in files else pd.DataFrame(columns=COLUMNS, dtype=str)
+              for name in SPLITS}
+    return files, splits
+
+
+def add_reports(reports: list[Report], splits: dict[str, pd.DataFrame], cfg: JobConfig,
+                settings: FeedbackSettings, data: PrepareReport) -> dict[str, pd.DataFrame]:
+    """The next version's splits: choose, clean, merge, group and split the reports' rows."""
+    chosen = clean_reports(choose_reports(reports, settings.confirmed_share, settings.split_seed, data),
+                           settings.min_text_chars, data)
+    fresh = merge_with_existing(chosen, splits, cfg.label, data)
+    targets = assign_splits(fresh, splits, cfg.near_duplicate_threshold, settings.heldout_share, settings.split_seed)
+    result = {}
+    for name in SPLITS:
+        picked = [r for r, target in zip(fresh, targets) if target == name]
+        data.added[name] = len(picked)
+        result[name] = pd.concat([splits[name], new_rows(picked, cfg.label, list(splits[name].columns))],
+                                 ignore_index=True)
+    data.split_sizes = {name: len(frame) for name, frame in result.items()}
+    return result
+
+
+def publish(hub, repo: str, splits: dict[str, pd.DataFrame], files: dict[str, Path], snapshot: Path,
+            upload: Path, data: PrepareReport) -> None:
+    """Changed split files + feedback_report.json as ONE commit, tagged with data.version."""
+    for name in SPLITS:
+        relative = files[name].relative_to(snapshot) if name in files else Path(f"{name}.csv")
+        write_split(splits[name], upload / relative)
+    (upload / REPORT_FILE).write_text(json.dumps(_public(data), indent=2, ensure_ascii=False))
+    message = (f"feedback: {data.version} from {data.reports_considered} reviewed reports "
+               f"on {data.base_version or 'nothing'}")
+    data.commit = hub.upload_folder(repo, upload, message, repo_type="dataset")
+    hub.create_tag(repo, data.version, data.commit, repo_type="dataset", message=message)
+
+
 def prepare_dataset(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSettings | None = None,
-                    report_dir: Path | None = None) -> DataReport:
+                    report_dir: Path | None = None) -> PrepareReport:
     """Publish the next dataset version of cfg.dataset_repo from the reviewed reports."""
     settings = settings or FeedbackSettings()
     repo = cfg.dataset_repo
-    base_version = hub.newest_version_tag(repo, repo_type="dataset")
-    data = DataReport(label=cfg.label, base_version=base_version)
+    data = PrepareReport(label=cfg.label, base_version=hub.newest_version_tag(repo, repo_type="dataset"))
     with tempfile.TemporaryDirectory(prefix="feedback-prepare-") as workdir:
         snapshot = Path(workdir) / "base"
-        files = {}
-        if base_version is not None:
-            hub.download_snapshot(repo, base_version, repo_type="dataset", local_dir=snapshot)
-            files = split_files(snapshot)
-            if set(files) != set(SPLITS):
-                raise PrepareError(f"{repo}@{base_version} lacks split files {sorted(set(SPLITS) - set(files))}")
-        splits = {name: read_split(files[name], cfg.label) if name in files else pd.DataFrame(columns=COLUMNS, dtype=str)
-                  for name in SPLITS}
-
-        reports = recover_unstamped(store, base_version, snapshot, store.list_reviewed_unconsumed(cfg.label))
+        files, splits = load_base_version(hub, repo, data.base_version, snapshot, cfg.label)
+        reports = recover_unstamped(store, data.base_version, snapshot, store.list_reviewed_unconsumed(cfg.label))
         data.reports_considered = len(reports)
         if not reports:
             data.note = "no new reviewed reports; no new version"
             return _finish(data, report_dir)
 
-        chosen = clean_reports(choose_reports(reports, settings.confirmed_share, settings.split_seed, data),
-                               settings.min_text_chars, data)
-        fresh = merge_with_existing(chosen, splits, cfg.label, data)
-        targets = assign_splits(fresh, splits, cfg.near_duplicate_threshold, settings.heldout_share,
-                                settings.split_seed)
-        for name in SPLITS:
-            picked = [r for r, target in zip(fresh, targets) if target == name]
-            data.added[name] = len(picked)
-            rows = new_rows(picked, cfg.label, list(splits[name].columns))
-            splits[name] = pd.concat([splits[name], rows], ignore_index=True)
-        data.split_sizes = {name: len(frame) for name, frame in splits.items()}
+        splits = add_reports(reports, splits, cfg, settings, data)
         validate(splits, cfg, settings)
-
-        data.version = next_version(base_version)
+        data.version = next_version(data.base_version)
         data.consumed_report_ids = [r.id for r in reports]
-        upload = Path(workdir) / "upload"
-        for name in SPLITS:
-            relative = files[name].relative_to(snapshot) if name in files else Path(f"{name}.csv")
-            write_split(splits[name], upload / relative)
-        (upload / REPORT_FILE).write_text(json.dumps(_public(data), indent=2, ensure_ascii=False))
-        message = f"feedback: {data.version} from {len(reports)} reviewed reports on {base_version or 'nothing'}"
-        data.commit = hub.upload_folder(repo, upload, message, repo_type="dataset")
-        hub.create_tag(repo, data.version, data.commit, repo_type="dataset", message=message)
+        publish(hub, repo, splits, files, snapshot, Path(workdir) / "upload", data)
     store.mark_consumed(data.consumed_report_ids, data.version)
     data.published = True
     return _finish(data, report_dir)
@@ -317,13 +333,13 @@ def job_name(label: str) -> str:
     return f"feedback-dataset:{label}"
 
 
-def _public(data: DataReport) -> dict:
+def _public(data: PrepareReport) -> dict:
     report = asdict(data)
     report.pop("commit")  # unknown until the upload; the tag names it
     return report
 
 
-def _finish(data: DataReport, report_dir: Path | None) -> DataReport:
+def _finish(data: PrepareReport, report_dir: Path | None) -> PrepareReport:
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         name = f"feedback-{data.label}-{data.version or 'unchanged'}.json"

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from configs import LABEL_SETS, ConfigError, JobConfig, load_config
-from feedback.prepare import DataReport, job_name, prepare_dataset
+from feedback.prepare import PrepareReport, job_name, prepare_dataset
 from feedback.settings import FeedbackSettings
 from feedback.store import FeedbackError, FeedbackStore, JobAlreadyRunning, utcnow
 
@@ -45,7 +45,7 @@ class TriggerResult:
     check: DueCheck
     dataset_version: str | None = None
     retrain_space: str | None = None
-    data_report: DataReport | None = None
+    data_report: PrepareReport | None = None
 
     def to_dict(self) -> dict:
         result = asdict(self)

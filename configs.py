@@ -92,6 +92,9 @@ class JobConfig(BaseSettings):
     )
 
     # --- training ----------------------------------------------------------------------
+    max_train_samples: int | None = Field(
+        None, gt=0, description="Train on at most this many rows (a seeded sample), for quick runs and debugging."
+    )
     num_train_epochs: float = Field(3, gt=0, description="Training epochs.")
     train_batch_size: int = Field(16, gt=0, description="Per-device training batch size.")
     eval_batch_size: int = Field(32, gt=0, description="Per-device evaluation batch size.")

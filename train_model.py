@@ -88,6 +88,8 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
     result.dataset = data_report.to_dict()
+    if cfg.max_train_samples and cfg.max_train_samples < len(dataset["train"]):
+        dataset["train"] = dataset["train"].shuffle(seed=cfg.seed).select(range(cfg.max_train_samples))
     tracker.summary({"data_report": result.dataset})
 
     result.enter("train")

@@ -11,7 +11,6 @@ the counts and the setting to change) or drop the rows and report them.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -20,13 +19,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from hub import RepoNotFound, RevisionNotFound
+from hub import SPLITS, RepoNotFound, RevisionNotFound, split_of
 
-SPLITS = ("train", "validation", "test")
 TEXT_COLUMN = "text"
 NGRAM = 5
 EXAMPLES = 3
-SPLIT_FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json")
 
 
 class DatasetError(ValueError):
@@ -405,19 +402,12 @@ def resolve_dataset_revision(hub, cfg) -> tuple[str, str]:
         ) from None
 
 
-_SHARD = re.compile(r"^(?P<split>[a-z]+)(?:[-_.].*)?$")
-
-
 def find_split_files(paths: list[str]) -> dict[str, list[str]]:
     """split -> data files: `train.csv`, `data/train.csv` or `data/train-00000-of-00001.parquet`."""
     found: dict[str, list[str]] = defaultdict(list)
     for path in sorted(paths):
-        name = Path(path)
-        if name.suffix not in SPLIT_FILE_SUFFIXES or len(name.parts) > 2:
-            continue
-        match = _SHARD.match(name.name[: -len(name.suffix)])
-        if match and match["split"] in SPLITS:
-            found[match["split"]].append(path)
+        if split := split_of(path):
+            found[split].append(path)
     for split, names in found.items():
         layouts = {(str(Path(n).parent), Path(n).suffix) for n in names}
         if len(layouts) > 1:
@@ -429,12 +419,11 @@ def find_split_files(paths: list[str]) -> dict[str, list[str]]:
 
 
 def read_split_file(path: Path) -> pd.DataFrame:
-    # Read as strings, with "" kept as "" (not NaN) and "NA"/"null" kept as text.
+    # CSV is read as strings, "" kept as "" (not NaN) and "NA"/"null" kept as text: validation,
+    # not the parser, decides what an empty text or an unknown label is.
     if path.suffix == ".csv":
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
+    return pd.read_parquet(path)
 
 
 def download_splits(hub, repo: str, commit: str) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:

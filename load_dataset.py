@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from hub import SPLITS, RepoNotFound, RevisionNotFound, split_of
 
@@ -215,6 +216,7 @@ class _Checks:
         self.files = files
         self.frames = frames
         self.problems: list[str] = []
+        self.failed_splits: set[str] = set()
         self.report = DataReport(
             source=source, label=cfg.label, counts={}, files=dict(files),
             rows_in={split: len(frames[split]) for split in SPLITS},
@@ -233,6 +235,7 @@ class _Checks:
             return
         examples = [str(v) for v in frame.loc[bad, TEXT_COLUMN].head(EXAMPLES)]
         if policy == "fail":
+            self.failed_splits.add(split)
             self.problems.append(f"{self.where(split, problem_column(reason, self.cfg))}: {problem} "
                                  f"Fix the file or set {setting}=drop to drop these rows.")
         else:
@@ -295,6 +298,12 @@ class _Checks:
             f"e.g. {shown}. Scores on leaked rows measure memory, not generalisation; raise "
             f"MAX_LEAKAGE_RATIO only if you accept that.",
         )
+
+    def nothing_left(self, split: str) -> None:
+        if self.frames[split].empty and split not in self.failed_splits:
+            dropped = ", ".join(f"{d.count} {d.reason}" for d in self.report.dropped if d.split == split)
+            self.problems.append(f"{self.where(split, None)}: no usable rows left out of "
+                                 f"{self.report.rows_in[split]} (dropped: {dropped or 'none'}).")
 
     def raise_if_problems(self) -> None:
         if self.problems:
@@ -362,6 +371,8 @@ def validate_splits(
         checks.duplicates(split)
     checks.leakage("validation", ["train"])
     checks.leakage("test", ["train", "validation"])
+    for split in SPLITS:
+        checks.nothing_left(split)
     checks.raise_if_problems()
     clean = checks.frames
     checks.report.counts = {
@@ -444,10 +455,8 @@ def download_splits(hub, repo: str, commit: str) -> tuple[dict[str, pd.DataFrame
     return frames, {split: ", ".join(split_files[split]) for split in SPLITS}
 
 
-def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg):
+def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg) -> DatasetDict:
     """DatasetDict with `text` and an integer `label` (a ClassLabel in cfg.label2id order)."""
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-
     features = Features({"text": Value("string"), "label": ClassLabel(names=cfg.labels)})
     return DatasetDict({
         split: Dataset.from_dict(
@@ -458,7 +467,7 @@ def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg):
     })
 
 
-def load_versioned_dataset(cfg, hub):
+def load_versioned_dataset(cfg, hub) -> tuple[DatasetDict, DataReport]:
     """Resolve, download and validate one dataset version: (DatasetDict, DataReport)."""
     revision, commit = resolve_dataset_revision(hub, cfg)
     # Download by commit id, not by name: a branch or tag moved meanwhile cannot mix versions.

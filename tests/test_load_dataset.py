@@ -159,6 +159,12 @@ def test_empty_texts_fail_when_policy_is_fail(small_splits, make_cfg):
         validate(small_splits, make_cfg(empty_text_policy="fail"))
 
 
+def test_split_with_no_usable_rows_fails(small_splits, make_cfg):
+    small_splits["validation"]["text"] = ["", " ", "\t"]
+    with pytest.raises(DatasetValidationError, match=r"validation\.csv \(validation split of owner/data@v1\): no usable rows left out of 3 \(dropped: 3 empty_text\)"):
+        validate(small_splits, make_cfg())
+
+
 def test_duplicates_after_normalisation_dropped_by_default(small_splits, make_cfg):
     first = small_splits["train"].text[0]
     small_splits["train"] = add_rows(small_splits["train"], [(first.upper(), "URGENT"), ("  " + first + " ", "URGENT")])

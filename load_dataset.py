@@ -152,17 +152,19 @@ class NearDuplicateIndex:
         self.sets = [char_ngrams(t, n) for t in self.texts]
         frequency = Counter(g for s in self.sets for g in s)
         frequency.update(g for t in all_texts for g in char_ngrams(t, n))
-        self.rank = {g: (count, g) for g, count in frequency.items()}
-        self.postings: dict[str, list[int]] = defaultdict(list)
+        # Integer ranks, rarest first; ties broken by the gram itself so the order is total.
+        self.rank = {g: i for i, g in enumerate(sorted(frequency, key=lambda g: (frequency[g], g)))}
+        self.postings: dict[int, list[int]] = defaultdict(list)
         self.verified = 0  # exact similarity computations, to show the filter works
         for i, grams in enumerate(self.sets):
             for gram in self._prefix(grams):
                 self.postings[gram].append(i)
 
-    def _prefix(self, grams: frozenset[str]) -> list[str]:
-        # Grams unseen when the index was built sort first: they are the rarest of all.
-        ordered = sorted(grams, key=lambda g: self.rank.get(g, (0, g)))
-        return ordered[: _prefix_length(len(grams), self.threshold)]
+    def _prefix(self, grams: frozenset[str]) -> list[int]:
+        # A gram not ranked at build time is in no indexed set: ranking it first (-1) costs a
+        # prefix slot, never a match.
+        ranks = sorted(self.rank.get(g, -1) for g in grams)
+        return ranks[: _prefix_length(len(grams), self.threshold)]
 
     def best_match(self, text: str) -> tuple[int, float] | None:
         """(index, similarity) of the most similar indexed text at or above the threshold."""

@@ -31,12 +31,13 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from configs import LOCAL_HUB_ENDPOINT, REAL_HUB_ENDPOINT
+
 SPLITS = ("train", "validation", "test")
 DATA_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 NUMBERED_TAG = re.compile(r"^v(\d+)$")
 TIMESTAMP_TAG = re.compile(r"^v(\d{8}_\d{6})(?:_([A-Za-z0-9.-]+))?$")
 LOCALHUB_DATA_DIR_ENV = "LOCALHUB_DATA_DIR"
-REAL_HUB = "https://huggingface.co"
 
 
 class HubError(RuntimeError):
@@ -48,6 +49,7 @@ class RevisionNotFound(HubError): ...
 class EntryNotFound(HubError): ...
 class AuthError(HubError): ...
 class TagExists(HubError): ...
+class BranchExists(HubError): ...
 class SpaceError(HubError): ...
 class SpaceNotFound(SpaceError, RepoNotFound): ...
 
@@ -89,13 +91,20 @@ class HubClient:
 
     def __init__(self, endpoint: str, token: str | None = None, cache_dir: str | Path | None = None):
         self.endpoint = endpoint.rstrip("/")
-        if self.endpoint != REAL_HUB:
+        if self.endpoint != REAL_HUB_ENDPOINT:
             # The local hub has no Xet storage; the flag is read per call, so this works even when
             # huggingface_hub was imported before HF_HUB_DISABLE_XET=1 could be set.
             constants.HF_HUB_DISABLE_XET = True
         # token=False: never fall back to a token saved on this machine for another Hub
         self.api = HfApi(endpoint=self.endpoint, token=token or False)
         self.cache_dir = str(cache_dir) if cache_dir else None
+
+    @classmethod
+    def from_env(cls) -> "HubClient":
+        """For code running inside a Space: HF_ENDPOINT (set by the local hub too) and HF_TOKEN."""
+        endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("LOCALHUB_URL")
+        token = os.environ.get("HF_TOKEN")
+        return cls(endpoint or (REAL_HUB_ENDPOINT if token else LOCAL_HUB_ENDPOINT), token)
 
     @classmethod
     def from_config(cls, cfg) -> "HubClient":
@@ -229,9 +238,15 @@ class HubClient:
             self.api.delete_tag(repo_id, tag=tag, repo_type=repo_type)
 
     def create_branch(self, repo_id: str, branch: str, repo_type: str = "model",
-                      revision: str | None = None) -> None:
-        with self._errors(repo_id, repo_type, revision=revision or branch):
-            self.api.create_branch(repo_id, branch=branch, revision=revision, repo_type=repo_type, exist_ok=True)
+                      revision: str | None = None, exist_ok: bool = True) -> None:
+        """Branch at `revision` (default: main). exist_ok=False makes it an atomic test-and-set:
+        BranchExists when the branch is already there (usable as a Hub-side lock)."""
+        try:
+            with self._errors(repo_id, repo_type, revision=revision or branch, tag=branch):
+                self.api.create_branch(repo_id, branch=branch, revision=revision, repo_type=repo_type,
+                                       exist_ok=exist_ok)
+        except TagExists:
+            raise BranchExists(f"branch {branch!r} already exists in {repo_type} repo {repo_id!r}") from None
 
     def delete_branch(self, repo_id: str, branch: str, repo_type: str = "model") -> None:
         with self._errors(repo_id, repo_type, revision=branch):

@@ -27,6 +27,7 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
     HFValidationError,
+    LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -121,7 +122,7 @@ class HubClient:
     # --- errors ------------------------------------------------------------------------
     @contextmanager
     def _errors(self, repo_id: str, repo_type: str = "model", revision: str | None = None,
-                filename: str | None = None, tag: str | None = None):
+                filename: str | None = None, on_conflict: HubError | None = None):
         """Turn huggingface_hub/httpx errors into HubError subclasses with the fix in the message."""
         what = f"{repo_type} repo {repo_id!r}"
         at = f" at revision {revision!r}" if revision else ""
@@ -147,12 +148,11 @@ class HubClient:
                 ) from None
             if isinstance(error, EntryNotFoundError):
                 raise EntryNotFound(f"{filename!r} not found in {what}{at}") from None
-            if status == 409 and tag:
-                raise TagExists(
-                    f"tag {tag!r} already exists in {what}: version tags never move; choose a new version name"
-                ) from None
+            if status == 409 and on_conflict is not None:
+                raise on_conflict from None
             raise HubError(f"Hub call for {what}{at} failed (HTTP {status}): {error.server_message or error}") from None
-        except (httpx.HTTPError, httpx2.HTTPError, ConnectionError) as error:
+        except (httpx.HTTPError, httpx2.HTTPError, ConnectionError, LocalEntryNotFoundError) as error:
+            # LocalEntryNotFoundError: a download found neither the Hub nor a cached copy
             raise HubError(
                 f"cannot reach the Hub at {self.endpoint} for {what} ({type(error).__name__}): check HF_ENDPOINT, "
                 "or start the local hub with `python -m localhub serve`"
@@ -230,7 +230,9 @@ class HubClient:
     def create_tag(self, repo_id: str, tag: str, commit: str, repo_type: str = "model",
                    message: str | None = None) -> None:
         """Tag that commit; TagExists if the tag exists (never moves a tag)."""
-        with self._errors(repo_id, repo_type, revision=commit, tag=tag):
+        exists = TagExists(f"tag {tag!r} already exists in {repo_type} repo {repo_id!r}: version tags never move; "
+                           "choose a new version name")
+        with self._errors(repo_id, repo_type, revision=commit, on_conflict=exists):
             self.api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type, tag_message=message)
 
     def delete_tag(self, repo_id: str, tag: str, repo_type: str = "model") -> None:
@@ -241,12 +243,9 @@ class HubClient:
                       revision: str | None = None, exist_ok: bool = True) -> None:
         """Branch at `revision` (default: main). exist_ok=False makes it an atomic test-and-set:
         BranchExists when the branch is already there (usable as a Hub-side lock)."""
-        try:
-            with self._errors(repo_id, repo_type, revision=revision or branch, tag=branch):
-                self.api.create_branch(repo_id, branch=branch, revision=revision, repo_type=repo_type,
-                                       exist_ok=exist_ok)
-        except TagExists:
-            raise BranchExists(f"branch {branch!r} already exists in {repo_type} repo {repo_id!r}") from None
+        exists = BranchExists(f"branch {branch!r} already exists in {repo_type} repo {repo_id!r}")
+        with self._errors(repo_id, repo_type, revision=revision or branch, on_conflict=exists):
+            self.api.create_branch(repo_id, branch=branch, revision=revision, repo_type=repo_type, exist_ok=exist_ok)
 
     def delete_branch(self, repo_id: str, branch: str, repo_type: str = "model") -> None:
         with self._errors(repo_id, repo_type, revision=branch):

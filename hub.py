@@ -172,6 +172,12 @@ class HubClient:
         except RepoNotFound:
             return False
 
+    def list_repos(self, repo_type: str = "model", author: str | None = None) -> list[str]:
+        """Repo ids of that type (of one author/namespace if given)."""
+        listing = {"model": self.api.list_models, "dataset": self.api.list_datasets, "space": self.api.list_spaces}
+        with self._errors(author or "*", repo_type):
+            return sorted(info.id for info in listing[repo_type](author=author))
+
     def list_tags(self, repo_id: str, repo_type: str = "model") -> dict[str, str]:
         """tag name -> commit id."""
         with self._errors(repo_id, repo_type):

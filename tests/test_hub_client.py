@@ -126,3 +126,13 @@ def test_from_env_inside_a_space(local_hub, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", local_hub.url)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert HubClient.from_env().endpoint == local_hub.url
+
+
+def test_list_repos_by_type_and_author(hub_client, unique_repo_id):
+    namespace = unique_repo_id.replace("test/", "ns-")[:40]
+    hub_client.ensure_repo(f"{namespace}/data", "dataset")
+    hub_client.ensure_repo(f"{namespace}/model")
+    hub_client.ensure_repo(f"{namespace}/app", "space")
+    assert hub_client.list_repos("dataset", author=namespace) == [f"{namespace}/data"]
+    assert hub_client.list_repos("model", author=namespace) == [f"{namespace}/model"]
+    assert hub_client.list_repos("space", author=namespace) == [f"{namespace}/app"]

@@ -86,27 +86,33 @@ def ensure_running(url: str = DEFAULT_URL, data_dir: str | Path = DEFAULT_DATA_D
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
         raise LocalHubError(f"no local hub answers at {url}; an embedded hub must be http://127.0.0.1:<port>")
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    log = open(Path(data_dir) / "server.log", "ab")
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "localhub", "serve", "--data-dir", str(data_dir), "--port", str(parts.port)]
     env = {**os.environ, **({"LOCALHUB_TOKEN": token} if token else {})}
-    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                     start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    with open(data_dir / "server.log", "ab") as log:
+        # a new session: the hub outlives this process and is not hit by its Ctrl-C
+        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if is_running(url):
             return url
         time.sleep(0.2)
     raise LocalHubError(f"started `{' '.join(command)}` but nothing answers at {url} after {START_TIMEOUT_S:.0f}s; "
-                        f"see {Path(data_dir) / 'server.log'}")
+                        f"see {data_dir / 'server.log'}")
 
 
 def bind_space(url: str, space_id: str, command: list[str], cwd: str | Path | None = None,
                serves_http: bool = True, token: str | None = None) -> dict:
     """Bind a local Space to the command its restart runs (local-only endpoint)."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    response = httpx.put(f"{url.rstrip('/')}/api/spaces/{space_id}/local-app", headers=headers, timeout=10,
-                         json={"command": command, "cwd": str(cwd) if cwd else None, "serves_http": serves_http})
+    try:
+        response = httpx.put(f"{url.rstrip('/')}/api/spaces/{space_id}/local-app", headers=headers, timeout=10,
+                             json={"command": command, "cwd": str(cwd) if cwd else None, "serves_http": serves_http})
+    except httpx.HTTPError as error:
+        raise LocalHubError(f"no local hub answers at {url} ({type(error).__name__}): start it with "
+                            "`python -m localhub serve` or set LOCALHUB_URL") from None
     if response.status_code != 200:
         message = response.headers.get("x-error-message") or response.text
         raise LocalHubError(f"cannot bind Space {space_id!r} at {url}: {response.status_code} {message}")

@@ -1,4 +1,4 @@
-"""python -m localhub serve --data-dir DIR --port N [--token T]
+"""python -m localhub [serve] --data-dir DIR --port N [--token T]
    python -m localhub bind-space SPACE_ID [--cwd DIR] [--no-http] -- COMMAND...
 """
 from __future__ import annotations
@@ -18,14 +18,16 @@ def serve(args: argparse.Namespace) -> None:
 
     token = args.token or os.environ.get("LOCALHUB_TOKEN")
     url = f"http://{args.host}:{args.port}"
-    app = create_app(Path(args.data_dir), token=token, public_url=url)
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(data_dir, token=token, public_url=url, pid_file=data_dir / "server.pid")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def bind(args: argparse.Namespace) -> None:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.command
     if not command:
-        sys.exit("bind-space: give the command after '--', e.g. -- python -m http.server")
+        sys.exit("bind-space: give the command after '--', e.g. -- python app.py")
     try:
         print(bind_space(args.url, args.space_id, command, cwd=args.cwd, serves_http=not args.no_http,
                          token=os.environ.get("LOCALHUB_TOKEN")))
@@ -47,9 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--url", default=os.environ.get("LOCALHUB_URL", DEFAULT_URL))
     b.add_argument("--cwd", default=None)
     b.add_argument("--no-http", action="store_true", help="the app serves no HTTP: RUNNING as soon as it starts")
-    b.add_argument("command", nargs=argparse.REMAINDER)
     b.set_defaults(run=bind)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("serve", "bind-space", "-h", "--help"):
+        argv = ["serve", *argv]  # `python -m localhub --data-dir DIR --port N` serves too
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.command = command
     args.run(args)
 
 

@@ -27,16 +27,18 @@ from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
     HFValidationError,
+    LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+from configs import LOCAL_HUB_ENDPOINT, REAL_HUB_ENDPOINT
 
 SPLITS = ("train", "validation", "test")
 DATA_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 NUMBERED_TAG = re.compile(r"^v(\d+)$")
 TIMESTAMP_TAG = re.compile(r"^v(\d{8}_\d{6})(?:_([A-Za-z0-9.-]+))?$")
 LOCALHUB_DATA_DIR_ENV = "LOCALHUB_DATA_DIR"
-REAL_HUB = "https://huggingface.co"
 
 
 class HubError(RuntimeError):
@@ -48,6 +50,7 @@ class RevisionNotFound(HubError): ...
 class EntryNotFound(HubError): ...
 class AuthError(HubError): ...
 class TagExists(HubError): ...
+class BranchExists(HubError): ...
 class SpaceError(HubError): ...
 class SpaceNotFound(SpaceError, RepoNotFound): ...
 
@@ -89,13 +92,20 @@ class HubClient:
 
     def __init__(self, endpoint: str, token: str | None = None, cache_dir: str | Path | None = None):
         self.endpoint = endpoint.rstrip("/")
-        if self.endpoint != REAL_HUB:
+        if self.endpoint != REAL_HUB_ENDPOINT:
             # The local hub has no Xet storage; the flag is read per call, so this works even when
             # huggingface_hub was imported before HF_HUB_DISABLE_XET=1 could be set.
             constants.HF_HUB_DISABLE_XET = True
         # token=False: never fall back to a token saved on this machine for another Hub
         self.api = HfApi(endpoint=self.endpoint, token=token or False)
         self.cache_dir = str(cache_dir) if cache_dir else None
+
+    @classmethod
+    def from_env(cls) -> "HubClient":
+        """For code running inside a Space: HF_ENDPOINT (set by the local hub too) and HF_TOKEN."""
+        endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("LOCALHUB_URL")
+        token = os.environ.get("HF_TOKEN")
+        return cls(endpoint or (REAL_HUB_ENDPOINT if token else LOCAL_HUB_ENDPOINT), token)
 
     @classmethod
     def from_config(cls, cfg) -> "HubClient":
@@ -112,7 +122,7 @@ class HubClient:
     # --- errors ------------------------------------------------------------------------
     @contextmanager
     def _errors(self, repo_id: str, repo_type: str = "model", revision: str | None = None,
-                filename: str | None = None, tag: str | None = None):
+                filename: str | None = None, on_conflict: HubError | None = None):
         """Turn huggingface_hub/httpx errors into HubError subclasses with the fix in the message."""
         what = f"{repo_type} repo {repo_id!r}"
         at = f" at revision {revision!r}" if revision else ""
@@ -138,12 +148,11 @@ class HubClient:
                 ) from None
             if isinstance(error, EntryNotFoundError):
                 raise EntryNotFound(f"{filename!r} not found in {what}{at}") from None
-            if status == 409 and tag:
-                raise TagExists(
-                    f"tag {tag!r} already exists in {what}: version tags never move; choose a new version name"
-                ) from None
+            if status == 409 and on_conflict is not None:
+                raise on_conflict from None
             raise HubError(f"Hub call for {what}{at} failed (HTTP {status}): {error.server_message or error}") from None
-        except (httpx.HTTPError, httpx2.HTTPError, ConnectionError) as error:
+        except (httpx.HTTPError, httpx2.HTTPError, ConnectionError, LocalEntryNotFoundError) as error:
+            # LocalEntryNotFoundError: a download found neither the Hub nor a cached copy
             raise HubError(
                 f"cannot reach the Hub at {self.endpoint} for {what} ({type(error).__name__}): check HF_ENDPOINT, "
                 "or start the local hub with `python -m localhub serve`"
@@ -162,6 +171,12 @@ class HubClient:
             return True
         except RepoNotFound:
             return False
+
+    def list_repos(self, repo_type: str = "model", author: str | None = None) -> list[str]:
+        """Repo ids of that type (of one author/namespace if given)."""
+        listing = {"model": self.api.list_models, "dataset": self.api.list_datasets, "space": self.api.list_spaces}
+        with self._errors(author or "*", repo_type):
+            return sorted(info.id for info in listing[repo_type](author=author))
 
     def list_tags(self, repo_id: str, repo_type: str = "model") -> dict[str, str]:
         """tag name -> commit id."""
@@ -221,7 +236,9 @@ class HubClient:
     def create_tag(self, repo_id: str, tag: str, commit: str, repo_type: str = "model",
                    message: str | None = None) -> None:
         """Tag that commit; TagExists if the tag exists (never moves a tag)."""
-        with self._errors(repo_id, repo_type, revision=commit, tag=tag):
+        exists = TagExists(f"tag {tag!r} already exists in {repo_type} repo {repo_id!r}: version tags never move; "
+                           "choose a new version name")
+        with self._errors(repo_id, repo_type, revision=commit, on_conflict=exists):
             self.api.create_tag(repo_id, tag=tag, revision=commit, repo_type=repo_type, tag_message=message)
 
     def delete_tag(self, repo_id: str, tag: str, repo_type: str = "model") -> None:
@@ -229,9 +246,12 @@ class HubClient:
             self.api.delete_tag(repo_id, tag=tag, repo_type=repo_type)
 
     def create_branch(self, repo_id: str, branch: str, repo_type: str = "model",
-                      revision: str | None = None) -> None:
-        with self._errors(repo_id, repo_type, revision=revision or branch):
-            self.api.create_branch(repo_id, branch=branch, revision=revision, repo_type=repo_type, exist_ok=True)
+                      revision: str | None = None, exist_ok: bool = True) -> None:
+        """Branch at `revision` (default: main). exist_ok=False makes it an atomic test-and-set:
+        BranchExists when the branch is already there (usable as a Hub-side lock)."""
+        exists = BranchExists(f"branch {branch!r} already exists in {repo_type} repo {repo_id!r}")
+        with self._errors(repo_id, repo_type, revision=revision or branch, on_conflict=exists):
+            self.api.create_branch(repo_id, branch=branch, revision=revision, repo_type=repo_type, exist_ok=exist_ok)
 
     def delete_branch(self, repo_id: str, branch: str, repo_type: str = "model") -> None:
         with self._errors(repo_id, repo_type, revision=branch):

@@ -11,7 +11,6 @@ the counts and the setting to change) or drop the rows and report them.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -19,14 +18,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from hub import RepoNotFound, RevisionNotFound
+from hub import SPLITS, RepoNotFound, RevisionNotFound, split_of
 
-SPLITS = ("train", "validation", "test")
 TEXT_COLUMN = "text"
 NGRAM = 5
 EXAMPLES = 3
-SPLIT_FILE_SUFFIXES = (".csv", ".parquet", ".jsonl", ".json")
 
 
 class DatasetError(ValueError):
@@ -154,17 +152,19 @@ class NearDuplicateIndex:
         self.sets = [char_ngrams(t, n) for t in self.texts]
         frequency = Counter(g for s in self.sets for g in s)
         frequency.update(g for t in all_texts for g in char_ngrams(t, n))
-        self.rank = {g: (count, g) for g, count in frequency.items()}
-        self.postings: dict[str, list[int]] = defaultdict(list)
+        # Integer ranks, rarest first; ties broken by the gram itself so the order is total.
+        self.rank = {g: i for i, g in enumerate(sorted(frequency, key=lambda g: (frequency[g], g)))}
+        self.postings: dict[int, list[int]] = defaultdict(list)
         self.verified = 0  # exact similarity computations, to show the filter works
         for i, grams in enumerate(self.sets):
             for gram in self._prefix(grams):
                 self.postings[gram].append(i)
 
-    def _prefix(self, grams: frozenset[str]) -> list[str]:
-        # Grams unseen when the index was built sort first: they are the rarest of all.
-        ordered = sorted(grams, key=lambda g: self.rank.get(g, (0, g)))
-        return ordered[: _prefix_length(len(grams), self.threshold)]
+    def _prefix(self, grams: frozenset[str]) -> list[int]:
+        # A gram not ranked at build time is in no indexed set: ranking it first (-1) costs a
+        # prefix slot, never a match.
+        ranks = sorted(self.rank.get(g, -1) for g in grams)
+        return ranks[: _prefix_length(len(grams), self.threshold)]
 
     def best_match(self, text: str) -> tuple[int, float] | None:
         """(index, similarity) of the most similar indexed text at or above the threshold."""
@@ -218,6 +218,7 @@ class _Checks:
         self.files = files
         self.frames = frames
         self.problems: list[str] = []
+        self.failed_splits: set[str] = set()
         self.report = DataReport(
             source=source, label=cfg.label, counts={}, files=dict(files),
             rows_in={split: len(frames[split]) for split in SPLITS},
@@ -236,6 +237,7 @@ class _Checks:
             return
         examples = [str(v) for v in frame.loc[bad, TEXT_COLUMN].head(EXAMPLES)]
         if policy == "fail":
+            self.failed_splits.add(split)
             self.problems.append(f"{self.where(split, problem_column(reason, self.cfg))}: {problem} "
                                  f"Fix the file or set {setting}=drop to drop these rows.")
         else:
@@ -298,6 +300,12 @@ class _Checks:
             f"e.g. {shown}. Scores on leaked rows measure memory, not generalisation; raise "
             f"MAX_LEAKAGE_RATIO only if you accept that.",
         )
+
+    def nothing_left(self, split: str) -> None:
+        if self.frames[split].empty and split not in self.failed_splits:
+            dropped = ", ".join(f"{d.count} {d.reason}" for d in self.report.dropped if d.split == split)
+            self.problems.append(f"{self.where(split, None)}: no usable rows left out of "
+                                 f"{self.report.rows_in[split]} (dropped: {dropped or 'none'}).")
 
     def raise_if_problems(self) -> None:
         if self.problems:
@@ -365,6 +373,8 @@ def validate_splits(
         checks.duplicates(split)
     checks.leakage("validation", ["train"])
     checks.leakage("test", ["train", "validation"])
+    for split in SPLITS:
+        checks.nothing_left(split)
     checks.raise_if_problems()
     clean = checks.frames
     checks.report.counts = {
@@ -405,19 +415,12 @@ def resolve_dataset_revision(hub, cfg) -> tuple[str, str]:
         ) from None
 
 
-_SHARD = re.compile(r"^(?P<split>[a-z]+)(?:[-_.].*)?$")
-
-
 def find_split_files(paths: list[str]) -> dict[str, list[str]]:
     """split -> data files: `train.csv`, `data/train.csv` or `data/train-00000-of-00001.parquet`."""
     found: dict[str, list[str]] = defaultdict(list)
     for path in sorted(paths):
-        name = Path(path)
-        if name.suffix not in SPLIT_FILE_SUFFIXES or len(name.parts) > 2:
-            continue
-        match = _SHARD.match(name.name[: -len(name.suffix)])
-        if match and match["split"] in SPLITS:
-            found[match["split"]].append(path)
+        if split := split_of(path):
+            found[split].append(path)
     for split, names in found.items():
         layouts = {(str(Path(n).parent), Path(n).suffix) for n in names}
         if len(layouts) > 1:
@@ -429,12 +432,11 @@ def find_split_files(paths: list[str]) -> dict[str, list[str]]:
 
 
 def read_split_file(path: Path) -> pd.DataFrame:
-    # Read as strings, with "" kept as "" (not NaN) and "NA"/"null" kept as text.
+    # CSV is read as strings, "" kept as "" (not NaN) and "NA"/"null" kept as text: validation,
+    # not the parser, decides what an empty text or an unknown label is.
     if path.suffix == ".csv":
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
+    return pd.read_parquet(path)
 
 
 def download_splits(hub, repo: str, commit: str) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
@@ -455,10 +457,8 @@ def download_splits(hub, repo: str, commit: str) -> tuple[dict[str, pd.DataFrame
     return frames, {split: ", ".join(split_files[split]) for split in SPLITS}
 
 
-def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg):
+def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg) -> DatasetDict:
     """DatasetDict with `text` and an integer `label` (a ClassLabel in cfg.label2id order)."""
-    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-
     features = Features({"text": Value("string"), "label": ClassLabel(names=cfg.labels)})
     return DatasetDict({
         split: Dataset.from_dict(
@@ -469,7 +469,7 @@ def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg):
     })
 
 
-def load_versioned_dataset(cfg, hub):
+def load_versioned_dataset(cfg, hub) -> tuple[DatasetDict, DataReport]:
     """Resolve, download and validate one dataset version: (DatasetDict, DataReport)."""
     revision, commit = resolve_dataset_revision(hub, cfg)
     # Download by commit id, not by name: a branch or tag moved meanwhile cannot mix versions.

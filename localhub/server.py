@@ -84,7 +84,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
     store = Store(Path(data_dir))
     spaces = SpaceRuntimes(public_url or "")
-    upload_key = (token or secrets.token_hex(16)).encode()
+    upload_key = secrets.token_bytes(32)  # signs LFS upload URLs (the PUT carries no token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -179,6 +179,13 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
             data.update(sdk=info.get("sdk") or "docker", runtime=runtime, host=runtime["host"],
                         subdomain=repo.repo_id.replace("/", "-"))
         return data
+
+    @app.get("/api/{plural}")
+    def list_repos(request: Request, plural: str, author: str | None = None, search: str | None = None):
+        repo_type = repo_type_of(plural)
+        ids = [i for i in store.list(repo_type) if (author is None or i.split("/")[0] == author)
+               and (search is None or search in i)]
+        return [repo_info_json(request, store.get(repo_type, repo_id), "main") for repo_id in ids]
 
     @app.get("/api/{plural}/{namespace}/{name}")
     def repo_info(request: Request, plural: str, namespace: str, name: str):

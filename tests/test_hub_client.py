@@ -110,3 +110,29 @@ def test_load_dataset_by_tag_reads_that_version(hub_client, unique_repo_id, tmp_
     assert old["test"].num_rows == len(pd.read_csv(data / "test.csv")) > 1
     assert new["test"].num_rows == 1
     assert old["train"].column_names == ["text", "department", "urgency"]
+
+
+def test_branch_as_atomic_lock(hub_client, unique_repo_id):
+    from hub import BranchExists
+
+    hub_client.ensure_repo(unique_repo_id)
+    hub_client.create_branch(unique_repo_id, "lock", exist_ok=False)
+    with pytest.raises(BranchExists, match=rf"branch 'lock' already exists in model repo '{unique_repo_id}'"):
+        hub_client.create_branch(unique_repo_id, "lock", exist_ok=False)
+    hub_client.create_branch(unique_repo_id, "lock")  # exist_ok=True by default
+
+
+def test_from_env_inside_a_space(local_hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", local_hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert HubClient.from_env().endpoint == local_hub.url
+
+
+def test_list_repos_by_type_and_author(hub_client, unique_repo_id):
+    namespace = unique_repo_id.replace("test/", "ns-")[:40]
+    hub_client.ensure_repo(f"{namespace}/data", "dataset")
+    hub_client.ensure_repo(f"{namespace}/model")
+    hub_client.ensure_repo(f"{namespace}/app", "space")
+    assert hub_client.list_repos("dataset", author=namespace) == [f"{namespace}/data"]
+    assert hub_client.list_repos("model", author=namespace) == [f"{namespace}/model"]
+    assert hub_client.list_repos("space", author=namespace) == [f"{namespace}/app"]

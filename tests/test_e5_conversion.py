@@ -143,3 +143,11 @@ def test_convert_again_is_a_cheap_no_op(e5_model_dir):
     assert convert_e5(e5_model_dir) == e5_model_dir
 
     assert weights.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_cli_prints_the_model_folder(e5_model_dir, capsys):
+    from offline_models.e5 import main
+
+    assert main([str(e5_model_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(e5_model_dir)

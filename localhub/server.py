@@ -31,7 +31,8 @@ READ_METHODS = {"GET", "HEAD"}
 
 
 def error_response(error: HubHTTPError) -> JSONResponse:
-    headers = {"X-Error-Message": error.message}
+    # headers are latin-1: a Nepali file name in the message must not turn a 404 into a 500
+    headers = {"X-Error-Message": error.message.encode("ascii", "backslashreplace").decode()}
     if error.code:
         headers["X-Error-Code"] = error.code
     return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)

@@ -38,12 +38,14 @@ def test_upload_is_one_commit_and_lists_files(hub_client, unique_repo_id, tmp_pa
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "sub" / "b.txt").write_text("b")
+    (tmp_path / "उजुरी नमूना.txt").write_text("नमस्ते")
     hub_client.ensure_repo(unique_repo_id)
     before = hub_client.api.list_repo_commits(unique_repo_id)
     commit = hub_client.upload_folder(unique_repo_id, tmp_path, "two files")
     after = hub_client.api.list_repo_commits(unique_repo_id)
     assert len(after) == len(before) + 1 and after[0].commit_id == commit
-    assert hub_client.list_files(unique_repo_id, commit) == [".gitattributes", "a.txt", "sub/b.txt"]
+    assert hub_client.list_files(unique_repo_id, commit) == [".gitattributes", "a.txt", "sub/b.txt", "उजुरी नमूना.txt"]
+    assert hub_client.download_file(unique_repo_id, "उजुरी नमूना.txt", commit).read_text() == "नमस्ते"
 
 
 def test_existing_tag_is_never_moved(hub_client, unique_repo_id):

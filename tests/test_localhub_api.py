@@ -34,6 +34,9 @@ def test_resolve_headers_range_and_error_codes(local_hub, hub_client, unique_rep
     assert (missing.status_code, missing.headers["x-error-code"]) == (404, "EntryNotFound")
     bad_rev = httpx.get(f"{local_hub.url}/{unique_repo_id}/resolve/v9/notes.txt")
     assert (bad_rev.status_code, bad_rev.headers["x-error-code"]) == (404, "RevisionNotFound")
+    unicode_missing = httpx.get(f"{local_hub.url}/{unique_repo_id}/resolve/main/उजुरी.csv")
+    assert (unicode_missing.status_code, unicode_missing.headers["x-error-code"]) == (404, "EntryNotFound")
+    assert "उजुरी.csv" in unicode_missing.json()["error"]
     no_repo = httpx.get(f"{local_hub.url}/api/models/nobody/none")
     assert (no_repo.status_code, no_repo.headers["x-error-code"]) == (404, "RepoNotFound")
     again = httpx.post(f"{local_hub.url}/api/repos/create", json={"name": unique_repo_id, "type": "model"})

@@ -6,6 +6,7 @@ token writes are refused and reads allowed.
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -85,6 +86,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
     store = Store(Path(data_dir))
     spaces = SpaceRuntimes(public_url or "")
+    atexit.register(spaces.stop_all)  # also when an in-process hub is never stopped
     upload_key = secrets.token_bytes(32)  # signs LFS upload URLs (the PUT carries no token)
 
     @asynccontextmanager

@@ -165,3 +165,14 @@ def test_client_turns_xet_off_even_when_the_env_does_not(local_hub, tmp_path):
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_ensure_running_refuses_a_port_taken_by_something_else(tmp_path):
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        url = f"http://127.0.0.1:{other.getsockname()[1]}"
+        with pytest.raises(localhub.LocalHubError, match="taken by something that is not a local hub.*LOCALHUB_URL"):
+            localhub.ensure_running(url, tmp_path)

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 
 from .server import create_app
+from .spaces import port_open, tail
 
 DEFAULT_URL = "http://127.0.0.1:18765"
 DEFAULT_DATA_DIR = Path(".localhub")
@@ -86,21 +87,30 @@ def ensure_running(url: str = DEFAULT_URL, data_dir: str | Path = DEFAULT_DATA_D
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
         raise LocalHubError(f"no local hub answers at {url}; an embedded hub must be http://127.0.0.1:<port>")
+    if port_open(parts.port):
+        raise LocalHubError(f"port {parts.port} is taken by something that is not a local hub; "
+                            "set LOCALHUB_URL to a free port, e.g. http://127.0.0.1:18766")
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "localhub", "serve", "--data-dir", str(data_dir), "--port", str(parts.port)]
     env = {**os.environ, **({"LOCALHUB_TOKEN": token} if token else {})}
-    with open(data_dir / "server.log", "ab") as log:
+    log_path = data_dir / "server.log"
+    with open(log_path, "ab") as log:
         # a new session: the hub outlives this process and is not hit by its Ctrl-C
-        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[1])
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[1])
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if is_running(url):
             return url
+        if process.poll() is not None:
+            if is_running(url):  # another caller's hub won the race for the port
+                return url
+            last = "\n".join(tail(log_path, 10))
+            raise LocalHubError(f"`{' '.join(command)}` exited with {process.returncode}:\n{last}")
         time.sleep(0.2)
     raise LocalHubError(f"started `{' '.join(command)}` but nothing answers at {url} after {START_TIMEOUT_S:.0f}s; "
-                        f"see {data_dir / 'server.log'}")
+                        f"see {log_path}")
 
 
 def bind_space(url: str, space_id: str, command: list[str], cwd: str | Path | None = None,

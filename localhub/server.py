@@ -6,6 +6,7 @@ token writes are refused and reads allowed.
 """
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -31,7 +32,8 @@ READ_METHODS = {"GET", "HEAD"}
 
 
 def error_response(error: HubHTTPError) -> JSONResponse:
-    headers = {"X-Error-Message": error.message}
+    # headers are latin-1: a Nepali file name in the message must not turn a 404 into a 500
+    headers = {"X-Error-Message": error.message.encode("ascii", "backslashreplace").decode()}
     if error.code:
         headers["X-Error-Code"] = error.code
     return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
@@ -84,6 +86,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
     store = Store(Path(data_dir))
     spaces = SpaceRuntimes(public_url or "")
+    atexit.register(spaces.stop_all)  # also when an in-process hub is never stopped
     upload_key = secrets.token_bytes(32)  # signs LFS upload URLs (the PUT carries no token)
 
     @asynccontextmanager

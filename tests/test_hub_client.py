@@ -38,12 +38,14 @@ def test_upload_is_one_commit_and_lists_files(hub_client, unique_repo_id, tmp_pa
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "sub" / "b.txt").write_text("b")
+    (tmp_path / "उजुरी नमूना.txt").write_text("नमस्ते")
     hub_client.ensure_repo(unique_repo_id)
     before = hub_client.api.list_repo_commits(unique_repo_id)
     commit = hub_client.upload_folder(unique_repo_id, tmp_path, "two files")
     after = hub_client.api.list_repo_commits(unique_repo_id)
     assert len(after) == len(before) + 1 and after[0].commit_id == commit
-    assert hub_client.list_files(unique_repo_id, commit) == [".gitattributes", "a.txt", "sub/b.txt"]
+    assert hub_client.list_files(unique_repo_id, commit) == [".gitattributes", "a.txt", "sub/b.txt", "उजुरी नमूना.txt"]
+    assert hub_client.download_file(unique_repo_id, "उजुरी नमूना.txt", commit).read_text() == "नमस्ते"
 
 
 def test_existing_tag_is_never_moved(hub_client, unique_repo_id):
@@ -136,3 +138,23 @@ def test_list_repos_by_type_and_author(hub_client, unique_repo_id):
     assert hub_client.list_repos("dataset", author=namespace) == [f"{namespace}/data"]
     assert hub_client.list_repos("model", author=namespace) == [f"{namespace}/model"]
     assert hub_client.list_repos("space", author=namespace) == [f"{namespace}/app"]
+
+
+def test_model_folder_with_card_round_trips_through_a_tag(hub_client, unique_repo_id, tiny_model_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# tiny\n")  # the client validates the card
+    hub_client.ensure_repo(unique_repo_id)
+    commit = hub_client.upload_folder(unique_repo_id, folder, "tiny model")
+    hub_client.create_tag(unique_repo_id, "v20250101_120000", commit)
+
+    snapshot = hub_client.download_snapshot(unique_repo_id, "v20250101_120000")
+    model = AutoModelForSequenceClassification.from_pretrained(snapshot)
+    tokenizer = AutoTokenizer.from_pretrained(snapshot)
+    assert model.num_parameters() > 0 and tokenizer("namaste")["input_ids"]
+    weights = [f for f in hub_client.api.list_repo_tree(unique_repo_id, revision=commit) if f.path.endswith(".safetensors")]
+    assert weights and all(f.lfs is not None for f in weights)  # binaries go through LFS like on the Hub

@@ -34,6 +34,9 @@ def test_resolve_headers_range_and_error_codes(local_hub, hub_client, unique_rep
     assert (missing.status_code, missing.headers["x-error-code"]) == (404, "EntryNotFound")
     bad_rev = httpx.get(f"{local_hub.url}/{unique_repo_id}/resolve/v9/notes.txt")
     assert (bad_rev.status_code, bad_rev.headers["x-error-code"]) == (404, "RevisionNotFound")
+    unicode_missing = httpx.get(f"{local_hub.url}/{unique_repo_id}/resolve/main/उजुरी.csv")
+    assert (unicode_missing.status_code, unicode_missing.headers["x-error-code"]) == (404, "EntryNotFound")
+    assert "उजुरी.csv" in unicode_missing.json()["error"]
     no_repo = httpx.get(f"{local_hub.url}/api/models/nobody/none")
     assert (no_repo.status_code, no_repo.headers["x-error-code"]) == (404, "RepoNotFound")
     again = httpx.post(f"{local_hub.url}/api/repos/create", json={"name": unique_repo_id, "type": "model"})
@@ -162,3 +165,14 @@ def test_client_turns_xet_off_even_when_the_env_does_not(local_hub, tmp_path):
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_ensure_running_refuses_a_port_taken_by_something_else(tmp_path):
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        url = f"http://127.0.0.1:{other.getsockname()[1]}"
+        with pytest.raises(localhub.LocalHubError, match="taken by something that is not a local hub.*LOCALHUB_URL"):
+            localhub.ensure_running(url, tmp_path)

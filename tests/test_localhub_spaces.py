@@ -69,6 +69,8 @@ def test_restart_runs_app_with_variables_and_pause_stops_it(local_hub, hub_clien
     assert seen["HF_ENDPOINT"] == local_hub.url == seen["LOCALHUB_URL"] and seen["HF_HUB_DISABLE_XET"] == "1"
     assert state.url == f"http://127.0.0.1:{seen['PORT']}" and state.variables == {"GREETING": "namaste"}
     assert hub_client.api.space_info(unique_repo_id).runtime.stage == "RUNNING"
+    hub_client.api.delete_space_variable(unique_repo_id, "GREETING")
+    assert space.state().variables == {}
 
     space.pause()
     assert wait_dead(seen["pid"])

@@ -18,7 +18,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from deployed_api import DeployedAPIError, DeployedModelClient
-from hub import HubClient, HubError, RevisionNotFound, SpaceController, TagExists
+from hub import BranchExists, HubClient, HubError, RevisionNotFound, SpaceController, TagExists
 
 VERSION_PREFIX = "v"
 REVISION_VARIABLE = "MODEL_REVISION"
@@ -260,14 +260,18 @@ class RunLock:
 
     def _try_create(self) -> bool:
         try:
-            self.hub.create_branch(self.repo_id, LOCK_BRANCH)
-        except HubError:
+            self.hub.create_branch(self.repo_id, LOCK_BRANCH, exist_ok=False)
+        except BranchExists:
             return False
+        self.held = True
         folder = self.workdir / "lock"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "lock.json").write_text(json.dumps(self.owner))
-        self.hub.upload_folder(self.repo_id, folder, message="retrainspace: run lock", revision=LOCK_BRANCH)
-        self.held = True
+        try:
+            self.hub.upload_folder(self.repo_id, folder, message="retrainspace: run lock", revision=LOCK_BRANCH)
+        except BaseException:
+            self.__exit__()
+            raise
         return True
 
     def _holder(self) -> dict | None:

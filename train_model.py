@@ -197,7 +197,8 @@ def deploy_candidate(cfg: JobConfig, hub, trained, metadata: dict, result) -> No
 
 
 def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
-    """Always: summary, W&B finished, this Space paused. Never hides the original error."""
+    """Always: W&B finished, summary written, this Space paused. Never hides the original error.
+    Pausing comes last: pausing its own Space stops this process, on the Hub as locally."""
     from summary import write_summary
 
     result.seconds = time.time() - result.started_at
@@ -205,8 +206,12 @@ def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
         tracker.summary({"outcome": result.outcome, "step": result.step, "error": result.error,
                          "version": result.version})
         tracker.finish(exit_code=result.exit_code)
-    result.paused = pause_self(cfg, hub)
+    result.paused = f"{cfg.retrain_space} pausing now" if cfg.retrain_space else None
     write_summary(result)
+    outcome = pause_self(cfg, hub)
+    if outcome and "NOT paused" in outcome:
+        result.paused = outcome
+        write_summary(result)
 
 
 def pause_self(cfg: JobConfig, hub) -> str | None:

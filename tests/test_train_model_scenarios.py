@@ -26,7 +26,7 @@ def assert_paused_with(loop, exit_code: int, expected: int, outcome: str, error:
 
 
 def test_first_deploy_promotes_tags_the_upload_and_serves_it(loop, monkeypatch):
-    loop.start_inference_space()  # no model yet: the Space runs but has nothing to serve
+    loop.start_inference_space(serving=False)  # no model yet: the Space runs, nothing to serve
     code = loop.run(monkeypatch)
     summary = assert_paused_with(loop, code, 0, "promoted")
     tag = summary["version"]
@@ -151,3 +151,26 @@ def test_second_overlapping_run_does_not_start(loop, monkeypatch, tmp_path):
         code = loop.run(monkeypatch, **QUICK)
     summary = assert_paused_with(loop, code, 0, "skipped", "another retrain run holds")
     assert summary["training"] == {}
+
+
+FAKE_WANDB_KEY = "wandb_FAKE_0123456789abcdef0123456789abcdef"
+
+
+def test_no_secret_appears_in_any_log_file_card_or_error(token_loop, monkeypatch, capfd, token_hub):
+    loop = token_loop
+    loop.start_inference_space(serving=False)
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_WANDB_KEY)
+    code = loop.run(monkeypatch, wandb_mode="offline", **QUICK)
+    summary = assert_paused_with(loop, code, 0, "promoted")
+    failing = loop.run(monkeypatch, model_checkpoint="/no/such/model", wandb_mode="offline", **QUICK)
+    assert failing == 1
+    secrets = [token_hub.token, FAKE_WANDB_KEY]
+    output = capfd.readouterr()
+    for secret in secrets:
+        assert secret not in output.out + output.err
+        for root in (loop.out_dir, token_hub.data_dir):
+            for path in root.rglob("*"):
+                if path.is_file() and path.stat().st_size < 50_000_000:
+                    assert secret.encode() not in path.read_bytes(), f"{secret[:8]}... found in {path}"
+    assert list(loop.out_dir.rglob("wandb/offline-run-*")), "the W&B offline run was written"
+    assert summary["version"] in loop.tags()

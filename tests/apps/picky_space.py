@@ -6,6 +6,9 @@ import os
 import runpy
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the project on the path
 
 if os.environ.get("MODEL_REVISION", "") in ("", os.environ["GOOD_REVISION"]):
     sys.argv = ["inference_space"]

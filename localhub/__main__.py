@@ -1,5 +1,6 @@
 """python -m localhub [serve] --data-dir DIR --port N [--token T]
    python -m localhub bind-space SPACE_ID [--cwd DIR] [--no-http] -- COMMAND...
+   python -m localhub seed|demo [--label urgency] [--base-model e5|tiny]
 """
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def bind(args: argparse.Namespace) -> None:
         sys.exit(str(error))
 
 
+def seed_or_demo(args: argparse.Namespace) -> None:
+    from . import ensure_running
+    from .seed import demo, seed
+
+    url = ensure_running(args.url, os.environ.get("LOCALHUB_DATA_DIR", DEFAULT_DATA_DIR))
+    if args.action == "seed":
+        seed(url, [args.label] if args.label else ["department", "urgency"], args.base_model)
+    else:
+        sys.exit(demo(url, args.label or "urgency", args.base_model))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m localhub", description="Embedded local Hugging Face Hub.")
     sub = parser.add_subparsers(dest="action", required=True)
@@ -50,8 +62,19 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--cwd", default=None)
     b.add_argument("--no-http", action="store_true", help="the app serves no HTTP: RUNNING as soon as it starts")
     b.set_defaults(run=bind)
+    for action, text in (("seed", "fill the hub with the sample data, a base model, a first deployed model and "
+                                  "the local Spaces (idempotent)"),
+                         ("demo", "seed, then restart the retrain Space and follow the job until it pauses itself")):
+        d = sub.add_parser(action, help=text, description=text)
+        d.add_argument("--label", choices=["department", "urgency"],
+                       help="which classifier (seed: default both; demo: default urgency)")
+        d.add_argument("--base-model", choices=["e5", "tiny"], default="e5",
+                       help="e5: the offline multilingual-e5-small (default); tiny: a 2-layer test model (fast)")
+        d.add_argument("--url", default=os.environ.get("LOCALHUB_URL", DEFAULT_URL),
+                       help="the local hub (started if nothing answers)")
+        d.set_defaults(run=seed_or_demo)
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "bind-space", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "bind-space", "seed", "demo", "-h", "--help"):
         argv = ["serve", *argv]  # `python -m localhub --data-dir DIR --port N` serves too
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)

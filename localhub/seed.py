@@ -11,6 +11,7 @@ print where the summary, metadata.json and the W&B offline run are.
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -194,5 +195,6 @@ def demo(hub_url: str, label: str, base_model: str, timeout: float = 1800) -> in
     say(f"summary:       {summary}")
     say(f"metadata.json: {run_dir / 'metadata.json'}")
     say(f"W&B offline:   {next(iter(sorted(run_dir.glob('wandb/offline-run-*'))), run_dir / 'wandb')}")
-    say(f"local hub:     {hub_url} (stop it: kill $(cat .localhub/server.pid))")
+    data_dir = os.environ.get("LOCALHUB_DATA_DIR", ".localhub")
+    say(f"local hub:     {hub_url} keeps running (stop it: kill $(cat {data_dir}/server.pid))")
     return 0 if stage == "PAUSED" else 1

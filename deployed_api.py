@@ -95,23 +95,30 @@ class DeployedModelClient:
         return scores
 
     def _predict_batched(self, texts: list[str]) -> DeployedScores | None:
-        """None when the Space has no /predict/batch (then the caller falls back)."""
-        labels: list[str | None] = [None] * len(texts)
+        """None when the Space has no /predict/batch (then the caller falls back).
+        Chunks go out `concurrency` at a time: the Space batches the forward pass, the pool hides
+        the round trips."""
+        starts = list(range(0, len(texts), self.batch_size))
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            chunks = list(pool.map(lambda start: self._predict_chunk(texts[start:start + self.batch_size]), starts))
+        if any(chunk is None for chunk in chunks):
+            return None
+        labels: list[str | None] = []
         failures: dict[int, str] = {}
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start:start + self.batch_size]
-            try:
-                response = self._request("POST", "/predict/batch", json={"texts": chunk})
-                if response.status_code in (404, 405):
-                    return None
-                predictions = _batch_labels(response, len(chunk))
-            except DeployedAPIError:
-                # A failing batch is retried text by text so one bad text cannot sink the others.
-                singles = self._predict_one_by_one(chunk)
-                predictions = singles.labels
-                failures.update({start + i: why for i, why in singles.failures.items()})
-            labels[start:start + len(chunk)] = predictions
+        for start, chunk in zip(starts, chunks):
+            labels.extend(chunk.labels)
+            failures.update({start + i: why for i, why in chunk.failures.items()})
         return DeployedScores(labels, failures, mode="batch")
+
+    def _predict_chunk(self, chunk: list[str]) -> DeployedScores | None:
+        try:
+            response = self._request("POST", "/predict/batch", json={"texts": chunk})
+            if response.status_code in (404, 405):
+                return None
+            return DeployedScores(_batch_labels(response, len(chunk)))
+        except DeployedAPIError:
+            # A failing batch is retried text by text so one bad text cannot sink the others.
+            return self._predict_one_by_one(chunk)
 
     def _predict_one(self, text: str) -> str:
         response = self._request("POST", "/predict", json={"text": text})

@@ -1,0 +1,65 @@
+import sys
+
+import pytest
+
+import train_model
+from configs import JobConfig
+from localhub.seed import seed
+from tests.fixtures.scenarios import OLD_TAG
+
+NEWER_TAG = "v20200102_000000"
+
+
+def test_help_lists_every_setting_but_no_secret_flag(capsys):
+    with pytest.raises(SystemExit):
+        train_model.main(["--help"])
+    text = capsys.readouterr().out
+    for name in JobConfig.model_fields:
+        if name not in ("hf_token", "wandb_api_key"):
+            assert "--" + name.replace("_", "-") in text
+    assert "--hf-token" not in text and "rollback" in text and "--dry-run" in text
+
+
+def test_bad_setting_exits_2_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("LABEL", "urgency")
+    monkeypatch.setenv("DEPLOYED_SAMPLE_SIZE", "-3")
+    assert train_model.main([]) == 2
+    assert "DEPLOYED_SAMPLE_SIZE" in capsys.readouterr().err
+
+
+def test_dry_run_prints_masked_settings_and_the_dataset_version(token_loop, monkeypatch, capsys):
+    for key, value in token_loop.env.items():
+        monkeypatch.setenv(key, value)
+    assert train_model.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"dataset: {token_loop.dataset_repo}@v1" in out
+    assert token_loop.token not in out and '"hf_token": "***"' in out
+    assert token_loop.tags() == {}  # a dry run writes nothing
+
+
+def test_rollback_serves_the_previous_version_again(loop, monkeypatch, constant_model_dir, capsys):
+    loop.deploy_model(constant_model_dir, OLD_TAG)
+    loop.deploy_model(constant_model_dir, NEWER_TAG)
+    loop.start_inference_space(MODEL_REVISION=NEWER_TAG)
+    assert loop.served_revision() == NEWER_TAG
+    for key, value in loop.env.items():
+        monkeypatch.setenv(key, value)
+    assert train_model.main(["rollback", "--to", "v19990101_000000"]) == 1
+    assert "not a version tag" in capsys.readouterr().err
+    assert train_model.main(["rollback"]) == 0
+    assert loop.served_revision() == OLD_TAG and loop.pinned_revision() == OLD_TAG
+
+
+def test_seed_builds_a_runnable_embedded_default_once(local_hub, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    seed(local_hub.url, ["urgency"], "tiny", namespace="seedtest")
+    client = local_hub.client
+    cfg = JobConfig(label="urgency", namespace="seedtest", hf_endpoint=local_hub.url)
+    model_tags = client.list_tags(cfg.model_repo)
+    assert client.newest_version_tag(cfg.dataset_repo, "dataset") == "v1" and len(model_tags) == 1
+    state = client.space(cfg.inference_space).state()
+    assert state.stage == "RUNNING" and state.variables["MODEL_ID"] == cfg.model_repo
+    retrain = client.space("seedtest/grievance-urgency-retrain").state()
+    assert retrain.variables["LABEL"] == "urgency" and retrain.variables["MODEL_CHECKPOINT"] == "seedtest/tiny-bert"
+    seed(local_hub.url, ["urgency"], "tiny", namespace="seedtest")  # idempotent
+    assert client.list_tags(cfg.model_repo) == model_tags

@@ -57,6 +57,7 @@ class TrainResult:
     test_metrics: dict[str, Any]
     train_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    confusion_matrices: dict[str, Path] = field(default_factory=dict)  # split -> PNG (rank 0)
     best_checkpoint: str | None = None
     precision: str = "fp32"
     world_size: int = 1
@@ -355,10 +356,28 @@ def run_training(trainer: Trainer, cfg: JobConfig):
         ) from error
 
 
-def split_metrics(trainer: Trainer, split, labels: list[str]) -> dict[str, Any]:
+def evaluate_split(trainer: Trainer, split, labels: list[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics, true ids and predicted ids of one split (gathered over all processes)."""
     output = trainer.predict(split)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return classification_metrics(output.label_ids, logits.argmax(-1), labels)
+    predicted = logits.argmax(-1)
+    return classification_metrics(output.label_ids, predicted, labels), output.label_ids, predicted
+
+
+def report_best_model(cfg: JobConfig, trainer: Trainer, tokenized, output_dir: Path, tracker) -> dict[str, Any]:
+    """Validation and test metrics of the best model; confusion matrices on rank 0."""
+    metrics, plots = {}, {}
+    for split in ("validation", "test"):
+        metrics[split], y_true, y_pred = evaluate_split(trainer, tokenized[split], cfg.labels)
+        if is_main_process():
+            plots[split] = confusion_matrix_png(y_true, y_pred, cfg.labels, output_dir / f"confusion_{split}.png",
+                                                f"{cfg.label}: {split} (macro-F1 {metrics[split]['macro_f1']:.3f})")
+    if tracker is not None:
+        tracker.log({**{f"best_eval/{k}": v for k, v in flat_metrics(metrics["validation"]).items()},
+                     **{f"test/{k}": v for k, v in flat_metrics(metrics["test"]).items()}})
+        for split, png in plots.items():
+            tracker.log_confusion_matrix(f"confusion_matrix/{split}", png)
+    return {"metrics": metrics, "plots": plots}
 
 
 def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, tracker=None) -> TrainResult:
@@ -386,16 +405,13 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     run_training(trainer, cfg)
     train_seconds = time.perf_counter() - started
 
-    eval_metrics = split_metrics(trainer, tokenized["validation"], cfg.labels)
-    test_metrics = split_metrics(trainer, tokenized["test"], cfg.labels)
     model_dir = output_dir / "best_model"
     trainer.save_model(str(model_dir))  # rank 0 only; also saves the tokenizer (processing_class)
-    if tracker is not None:
-        tracker.log({**{f"best_eval/{k}": v for k, v in flat_metrics(eval_metrics).items()},
-                     **{f"test/{k}": v for k, v in flat_metrics(test_metrics).items()}})
+    report = report_best_model(cfg, trainer, tokenized, output_dir, tracker)
     return TrainResult(
         model=trainer.model, tokenizer=tokenizer, model_dir=model_dir,
-        eval_metrics=eval_metrics, test_metrics=test_metrics, train_seconds=train_seconds,
+        eval_metrics=report["metrics"]["validation"], test_metrics=report["metrics"]["test"],
+        train_seconds=train_seconds, confusion_matrices=report["plots"],
         history=trainer.state.log_history, best_checkpoint=trainer.state.best_model_checkpoint,
         precision=precision, world_size=processes,
     )

@@ -38,8 +38,13 @@ class RecordingTracker:
     def __init__(self):
         self.logged: list[dict] = []
 
+        self.images: dict[str, str] = {}
+
     def log(self, metrics):
         self.logged.append(metrics)
+
+    def log_confusion_matrix(self, name, png_path):
+        self.images[name] = png_path
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +88,9 @@ def test_every_eval_and_the_final_metrics_reach_the_tracker(trained, tracker):
     assert len(evals) == len([h for h in trained.history if "eval_macro_f1" in h])
     assert all("train/global_step" in m for m in evals)
     final = tracker.logged[-1]
+    assert set(tracker.images) == {"confusion_matrix/validation", "confusion_matrix/test"}
+    assert tracker.images["confusion_matrix/test"] == trained.confusion_matrices["test"]
+    assert trained.confusion_matrices["test"].read_bytes()[:4] == b"\x89PNG"
     assert final["test/macro_f1"] == trained.test_metrics["macro_f1"]
     assert final["best_eval/f1/URGENT"] == trained.eval_metrics["per_class_f1"]["URGENT"]
 

@@ -77,7 +77,7 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     if hub is None:
         from hub import HubClient
 
-        hub = HubClient(settings.endpoint, settings.token)
+        hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
     server = ModelServer(settings, hub)
     recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)

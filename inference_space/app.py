@@ -101,6 +101,11 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
         return JSONResponse(status_code=503, content={"detail": detail},
                             headers={"Retry-After": str(settings.retry_after_s)})
 
+    @app.get("/")
+    def index() -> dict:
+        return {"app": app.title, "routes": ["/predict", "/predict/batch", "/health", "/feedback", "/metrics"],
+                "health": server.health()}
+
     @app.get("/health")
     def health() -> dict:
         return server.health()

@@ -20,19 +20,19 @@ TEXTS = ["सडकमा पानी जमेको छ", "The school has no 
 
 
 @pytest.fixture
-def space(space_env, model_hub, publish_version):
+def space(space_env, space_hub, publish_space_version):
     """A running Space serving V1 from the local hub; yields (httpx client, app)."""
-    publish_version(model_hub, V1)
+    publish_space_version(space_hub, V1)
     app = create_app(load_settings())
     with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert wait_for_status(client)["status"] == "ok"
         yield client, app
 
 
-def test_health_is_loading_at_once_then_serves_the_newest_tag(space_env, model_hub, publish_version):
-    publish_version(model_hub, V1)
-    commit = publish_version(model_hub, "v20251231_235959") and publish_version(model_hub, V2)
-    hub = BlockingHub(model_hub)
+def test_health_is_loading_at_once_then_serves_the_newest_tag(space_env, space_hub, publish_space_version):
+    publish_space_version(space_hub, V1)
+    commit = publish_space_version(space_hub, "v20251231_235959") and publish_space_version(space_hub, V2)
+    hub = BlockingHub(space_hub)
     with serve(create_app(load_settings(), hub=hub)) as url, httpx.Client(base_url=url) as client:
         assert client.get("/health").json()["status"] == "loading"
         waiting = client.post("/predict", json={"text": "water"})
@@ -98,8 +98,8 @@ def test_malformed_json_is_422(space):
     assert response.status_code == 422 and "JSON" in response.json()["detail"]
 
 
-def test_repo_without_version_tag_is_an_error_in_health(space_env, model_hub, space_model_repo):
-    model_hub.ensure_repo(space_model_repo)
+def test_repo_without_version_tag_is_an_error_in_health(space_env, space_hub, space_model_repo):
+    space_hub.ensure_repo(space_model_repo)
     with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as client:
         health = wait_for_status(client, "error")
         refused = client.post("/predict", json={"text": "water"})
@@ -108,8 +108,8 @@ def test_repo_without_version_tag_is_an_error_in_health(space_env, model_hub, sp
     assert refused.status_code == 503 and "Retry-After" in refused.headers
 
 
-def test_unknown_pinned_revision_is_an_error_naming_it(space_env, model_hub, publish_version, monkeypatch):
-    publish_version(model_hub, V1)
+def test_unknown_pinned_revision_is_an_error_naming_it(space_env, space_hub, publish_space_version, monkeypatch):
+    publish_space_version(space_hub, V1)
     monkeypatch.setenv("MODEL_REVISION", "v20990101_000000")
     with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as client:
         health = wait_for_status(client, "error")
@@ -126,27 +126,27 @@ def test_load_error_never_shows_the_token(space_env, token_hub, monkeypatch, spa
     assert "hf_verysecret123" not in str(health) + metrics
 
 
-def test_model_for_another_label_set_is_refused(space_env, model_hub, publish_version, monkeypatch):
-    publish_version(model_hub, V1)  # an urgency classifier
+def test_model_for_another_label_set_is_refused(space_env, space_hub, publish_space_version, monkeypatch):
+    publish_space_version(space_hub, V1)  # an urgency classifier
     monkeypatch.setenv("LABEL", "department")
     with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as client:
         health = wait_for_status(client, "error")
     assert "ModelLabelsMismatch" in health["error"] and "LABEL" in health["error"]
 
 
-def test_pinned_revision_is_served_instead_of_the_newest(space_env, model_hub, publish_version, monkeypatch):
-    old = publish_version(model_hub, V1)
-    publish_version(model_hub, V2)
+def test_pinned_revision_is_served_instead_of_the_newest(space_env, space_hub, publish_space_version, monkeypatch):
+    old = publish_space_version(space_hub, V1)
+    publish_space_version(space_hub, V2)
     monkeypatch.setenv("MODEL_REVISION", V1)
     with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as client:
         health = wait_for_status(client)
     assert (health["revision"], health["commit"]) == (V1, old)
 
 
-def test_restart_after_a_new_tag_serves_the_new_revision(space, model_hub, publish_version):
+def test_restart_after_a_new_tag_serves_the_new_revision(space, space_hub, publish_space_version):
     client, _ = space
     assert client.get("/health").json()["revision"] == V1
-    new = publish_version(model_hub, V2)
+    new = publish_space_version(space_hub, V2)
     with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as restarted:
         health = wait_for_status(restarted)
     assert (health["revision"], health["commit"]) == (V2, new)
@@ -218,8 +218,8 @@ def test_metrics_count_predictions_feedback_and_show_the_version(space):
     assert "inference_last_retrain_delta_f1" not in text  # V1 has no metadata.json
 
 
-def test_metrics_show_the_last_retrain_outcome_from_metadata(space_env, model_hub, publish_version):
-    publish_version(model_hub, V1, metadata={"decision": {"promote": True}, "comparison": {"delta_f1": 0.042}})
+def test_metrics_show_the_last_retrain_outcome_from_metadata(space_env, space_hub, publish_space_version):
+    publish_space_version(space_hub, V1, metadata={"decision": {"promote": True}, "comparison": {"delta_f1": 0.042}})
     with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as client:
         wait_for_status(client)
         text = client.get("/metrics").text

@@ -58,7 +58,7 @@ def poll_health(url: str, until: set[str], timeout: float = 120) -> dict:
 
 @pytest.mark.slow  # two child processes importing torch: ~30 s on a busy 2-core machine
 def test_local_hub_restart_after_a_new_tag_moves_the_served_revision(
-        local_hub, model_hub, publish_version, space_model_repo, tmp_path):
+        local_hub, space_hub, publish_space_version, space_model_repo, tmp_path):
     """The embedded loop: the local hub runs `python -m inference_space` as the bound Space; a
     restart after a new tag makes /health report that tag."""
     import localhub
@@ -66,18 +66,18 @@ def test_local_hub_restart_after_a_new_tag_moves_the_served_revision(
     from feedback.store import FeedbackStore
 
     space_id = f"test/space-api-{uuid.uuid4().hex[:8]}"
-    model_hub.ensure_repo(space_id, "space")
+    space_hub.ensure_repo(space_id, "space")
     localhub.bind_space(local_hub.url, space_id, [sys.executable, "-m", "inference_space"], cwd=REPO_ROOT)
-    space = SpaceController(model_hub, space_id)
+    space = SpaceController(space_hub, space_id)
     feedback_url = f"sqlite:///{tmp_path / 'feedback.db'}"
     for key, value in {"LABEL": "urgency", "MODEL_ID": space_model_repo, "CACHE_DIR": str(tmp_path / "cache"),
                        "FEEDBACK_DB_URL": feedback_url}.items():
         space.set_variable(key, value)
-    publish_version(model_hub, "v20260101_000000")
+    publish_space_version(space_hub, "v20260101_000000")
     try:
         space.restart()
         first = poll_health(space.wait_until("RUNNING", timeout=120, poll=0.2).url, until={"ok", "error"})
-        new_commit = publish_version(model_hub, "v20260102_000000")
+        new_commit = publish_space_version(space_hub, "v20260102_000000")
         space.restart()
         url = space.wait_until("RUNNING", timeout=120, poll=0.2).url
         second = poll_health(url, until={"ok", "error"})

@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from hub import HubClient
+from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
-from inference_space.metrics import ServiceMetrics
 
 log = logging.getLogger("inference_space")
 
@@ -75,8 +76,6 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
     tests pass a wrapped one. The model starts loading when the app starts."""
     if hub is None:
-        from hub import HubClient
-
         hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
     server = ModelServer(settings, hub)
     recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)

@@ -5,11 +5,11 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from configs import mask_url
+from configs import MASK, mask_url
 from inference_space.classifier import Classifier, load_classifier, predict_in_chunks
 from inference_space.settings import SpaceSettings
 
@@ -36,7 +36,6 @@ class ServingState:
     model: ServedModel | None = None
     loaded_at: str | None = None
     load_seconds: float | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
 
 
 def resolve_model_revision(hub, repo_id: str, pinned: str | None) -> tuple[str, str]:
@@ -63,8 +62,8 @@ def read_metadata(folder: Path) -> dict | None:
 
 def redact(message: str, settings: SpaceSettings) -> str:
     """An error message safe to show: no token, no database password."""
-    for secret in filter(None, (settings.token,)):
-        message = message.replace(secret, "***")
+    if settings.token:
+        message = message.replace(settings.token, MASK)
     if settings.feedback_db_url:
         message = message.replace(settings.feedback_db_url, mask_url(settings.feedback_db_url))
     return message
@@ -102,8 +101,6 @@ class ModelServer:
             self.state.error = redact(f"{type(error).__name__}: {error}", settings)
             self.state.status = "error"
             log.error("model load failed: %s", self.state.error)
-        finally:
-            self.state.ready.set()
 
     def predict(self, texts: list[str]) -> list[dict]:
         model = self.state.model
@@ -121,6 +118,7 @@ class ModelServer:
             "revision": model.revision if model else self.settings.model_revision,
             "commit": model.commit if model else None,
             "loaded_at": self.state.loaded_at,
+            "load_seconds": self.state.load_seconds and round(self.state.load_seconds, 2),
             "backend": self.settings.inference_backend,
             "error": self.state.error,
         }

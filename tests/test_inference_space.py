@@ -9,6 +9,7 @@ import pytest
 
 from configs import LABEL_SETS
 from feedback.store import FeedbackStore
+from hub import HubError
 from inference_space.app import create_app
 from inference_space.settings import load_settings
 from tests.fixtures.space import BlockingHub, free_port, serve, wait_for_status
@@ -96,6 +97,25 @@ def test_malformed_json_is_422(space):
     client, _ = space
     response = client.post("/predict", content=b'{"text": "unterminated', headers={"content-type": "application/json"})
     assert response.status_code == 422 and "JSON" in response.json()["detail"]
+
+
+def test_hub_unreachable_at_start_is_retried(space_env, space_hub, publish_space_version):
+    commit = publish_space_version(space_hub, V1)
+
+    class FlakyHub(BlockingHub):
+        failures = 2
+
+        def newest_version_tag(self, repo_id):
+            if self.failures:
+                self.failures -= 1
+                raise HubError("cannot reach the Hub (ConnectError)")
+            return self.hub.newest_version_tag(repo_id)
+
+    hub = FlakyHub(space_hub)
+    hub.release.set()
+    with serve(create_app(load_settings(), hub=hub)) as url, httpx.Client(base_url=url) as client:
+        health = wait_for_status(client)
+    assert (health["status"], health["commit"], hub.failures) == ("ok", commit, 0)
 
 
 def test_repo_without_version_tag_is_an_error_in_health(space_env, space_hub, space_model_repo):

@@ -31,7 +31,7 @@ def test_bad_label_exits_with_the_variable_named(tmp_path):
 
 def test_module_serves_health_on_port_even_when_the_hub_is_unreachable(tmp_path):
     port, dead_hub = free_port(), f"http://127.0.0.1:{free_port()}"
-    env = space_process_env(tmp_path, LABEL="urgency", PORT=str(port), HF_ENDPOINT=dead_hub)
+    env = space_process_env(tmp_path, LABEL="urgency", PORT=str(port), HF_ENDPOINT=dead_hub, LOAD_RETRY_S="0.1")
     process = subprocess.Popen([sys.executable, "-m", "inference_space"], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -40,6 +40,7 @@ def test_module_serves_health_on_port_even_when_the_hub_is_unreachable(tmp_path)
         process.terminate()
         process.wait(timeout=30)
     assert health["status"] == "error" and health["label_type"] == "urgency"
+    assert "cannot reach the Hub" in health["error"] and dead_hub in health["error"]
     assert (tmp_path / "hf" / "inference_space").is_dir()  # its cache lives under HF_HOME
 
 

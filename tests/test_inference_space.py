@@ -52,6 +52,7 @@ def test_predict_returns_label_confidence_and_scores(space):
     assert set(answer["scores"]) == set(LABELS) and answer["label"] in LABELS
     assert answer["confidence"] == max(answer["scores"].values()) == answer["scores"][answer["label"]]
     assert sum(answer["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert client.get("/").json()["health"]["status"] == "ok"
 
 
 def test_batch_keeps_the_order_of_the_texts(space):
@@ -233,6 +234,8 @@ def test_metrics_count_predictions_feedback_and_show_the_version(space):
     for label in set(labels):
         assert metric_value(text, f'inference_predictions_total{{label="{label}"}}') == labels.count(label)
     assert metric_value(text, "inference_feedback_reports_total") == 1
+    assert metric_value(text, 'inference_request_seconds_count{endpoint="predict"}') == 1
+    assert metric_value(text, 'inference_request_seconds_count{endpoint="predict_batch"}') == 1
     assert metric_value(text, "inference_feedback_pending_reviews") == 1
     assert f'revision="{V1}"' in text and metric_value(text, "inference_model_ready") == 1
     assert "inference_last_retrain_delta_f1" not in text  # V1 has no metadata.json

@@ -141,7 +141,7 @@ def main(argv=None) -> dict[str, dict]:
                                   texts, gold, args)
             for backend_name, backend in (("eager", "torch"), ("onnx_int8", "onnx"))
         }
-    print(f"{len(texts)} test texts, label {args.label}, model {args.model or 'tiny (trained here)'}, "
+    print(f"{len(texts)} test texts, label {args.label}, model {args.model or f'tiny BERT {args.layers}x{args.hidden} (trained here)'}, "
           f"{args.threads} thread(s)")
     report(results)
     return results

@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8, help="training epochs of the default tiny model")
     parser.add_argument("--hidden", type=int, default=32, help="hidden size of the default tiny model")
     parser.add_argument("--layers", type=int, default=2, help="layers of the default tiny model")
+    parser.add_argument("--lr", type=float, default=3e-3, help="learning rate of the default tiny model")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward in the throughput run")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both backends")
@@ -43,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_tiny_classifier(out_dir: Path, label: str, epochs: int, hidden: int, layers: int, max_length: int) -> Path:
+def train_tiny_classifier(out_dir: Path, label: str, epochs: int, hidden: int, layers: int, lr: float,
+                          max_length: int) -> Path:
     """The offline tiny BERT fine-tuned on the fixture train split (a plain loop: seconds)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -58,7 +60,7 @@ def train_tiny_classifier(out_dir: Path, label: str, epochs: int, hidden: int, l
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
     targets = torch.tensor(train[label].map(labels.index).to_numpy())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(train)).split(16):
@@ -131,14 +133,15 @@ def main(argv=None) -> dict[str, dict]:
             # the ONNX export is cached inside the folder it serves: never write into the caller's model
             folder = Path(shutil.copytree(args.model, Path(tmp) / "model"))
         else:
-            folder = train_tiny_classifier(Path(tmp), args.label, args.epochs, args.hidden, args.layers, args.max_length)
+            folder = train_tiny_classifier(Path(tmp), args.label, args.epochs, args.hidden, args.layers, args.lr,
+                                           args.max_length)
         labels = LABEL_SETS[args.label]
         results = {
             backend_name: measure(load_classifier(folder, labels, backend, args.max_length, args.threads),
                                   texts, gold, args)
             for backend_name, backend in (("eager", "torch"), ("onnx_int8", "onnx"))
         }
-    print(f"{len(texts)} test texts, label {args.label}, model {args.model or 'tiny (trained here)'}, "
+    print(f"{len(texts)} test texts, label {args.label}, model {args.model or f'tiny BERT {args.layers}x{args.hidden} (trained here)'}, "
           f"{args.threads} thread(s)")
     report(results)
     return results

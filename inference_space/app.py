@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from hub import HubClient
+from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
-from inference_space.metrics import ServiceMetrics
 
 log = logging.getLogger("inference_space")
 
@@ -75,9 +76,7 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
     tests pass a wrapped one. The model starts loading when the app starts."""
     if hub is None:
-        from hub import HubClient
-
-        hub = HubClient(settings.endpoint, settings.token)
+        hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
     server = ModelServer(settings, hub)
     recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)
@@ -100,6 +99,11 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
         detail = f"model not loaded ({server.state.status}): {error}"
         return JSONResponse(status_code=503, content={"detail": detail},
                             headers={"Retry-After": str(settings.retry_after_s)})
+
+    @app.get("/")
+    def index() -> dict:
+        return {"app": app.title, "routes": ["/predict", "/predict/batch", "/health", "/feedback", "/metrics"],
+                "health": server.health()}
 
     @app.get("/health")
     def health() -> dict:

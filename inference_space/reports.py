@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport, default_db_url
+
 
 class FeedbackRejected(RuntimeError):
     """The report was not recorded; `status` is the HTTP answer (409 duplicate, 422 invalid,
@@ -15,11 +17,13 @@ class FeedbackRejected(RuntimeError):
 
 
 def rejection(error: Exception) -> FeedbackRejected:
-    if hasattr(error, "existing_id"):  # feedback.store.DuplicateReport
-        return FeedbackRejected(409, f"{error} (report {error.existing_id})")
-    if isinstance(error, ValueError):  # feedback.store.InvalidLabel: a label outside the LABEL set
+    if isinstance(error, DuplicateReport):
+        return FeedbackRejected(409, str(error))
+    if isinstance(error, InvalidReport):
         return FeedbackRejected(422, str(error))
-    return FeedbackRejected(503, f"feedback store unavailable: {error}")
+    if isinstance(error, DatabaseUnavailable):
+        return FeedbackRejected(503, f"feedback store unavailable: {error}")
+    return FeedbackRejected(503, f"feedback store failed ({type(error).__name__}): {error}")
 
 
 class FeedbackRecorder:
@@ -29,8 +33,6 @@ class FeedbackRecorder:
     def store(self):
         with self._lock:
             if self._store is None:
-                from feedback.store import FeedbackStore, default_db_url
-
                 # Without FEEDBACK_DB_URL: the store's own default, the file prepare_dataset reads.
                 self._store = FeedbackStore(self.url or default_db_url())
             return self._store

@@ -5,11 +5,12 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from configs import mask_url
+from configs import MASK, mask_url
+from hub import AuthError, HubError, RepoNotFound, RevisionNotFound
 from inference_space.classifier import Classifier, load_classifier, predict_in_chunks
 from inference_space.settings import SpaceSettings
 
@@ -36,7 +37,6 @@ class ServingState:
     model: ServedModel | None = None
     loaded_at: str | None = None
     load_seconds: float | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
 
 
 def resolve_model_revision(hub, repo_id: str, pinned: str | None) -> tuple[str, str]:
@@ -47,6 +47,12 @@ def resolve_model_revision(hub, repo_id: str, pinned: str | None) -> tuple[str, 
             f"model repo {repo_id} has no v* version tag yet; promote a model first or set MODEL_REVISION"
         )
     return revision, hub.resolve_revision(repo_id, revision)
+
+
+def is_transient(error: Exception) -> bool:
+    """Worth another try: the Hub was unreachable or failed, not a wrong repo, revision or token."""
+    permanent = (RepoNotFound, RevisionNotFound, AuthError)
+    return isinstance(error, (HubError, OSError)) and not isinstance(error, permanent)
 
 
 def snapshot_dir(cache_dir: Path, repo_id: str, commit: str) -> Path:
@@ -63,8 +69,8 @@ def read_metadata(folder: Path) -> dict | None:
 
 def redact(message: str, settings: SpaceSettings) -> str:
     """An error message safe to show: no token, no database password."""
-    for secret in filter(None, (settings.token,)):
-        message = message.replace(secret, "***")
+    if settings.token:
+        message = message.replace(settings.token, MASK)
     if settings.feedback_db_url:
         message = message.replace(settings.feedback_db_url, mask_url(settings.feedback_db_url))
     return message
@@ -85,25 +91,45 @@ class ModelServer:
         return thread
 
     def load(self) -> None:
-        settings, started = self.settings, time.perf_counter()
+        """Fetch and load the model; the outcome goes to the state (/health), never up the thread."""
+        started = time.perf_counter()
         try:
-            revision, commit = resolve_model_revision(self.hub, settings.model_repo, settings.model_revision)
-            log.info("loading %s at %s (%s)", settings.model_repo, revision, commit)
-            folder = self.hub.download_snapshot(
-                settings.model_repo, commit, local_dir=snapshot_dir(settings.cache_dir, settings.model_repo, commit)
-            )
-            classifier = load_classifier(Path(folder), settings.labels, settings.inference_backend, settings.max_length)
-            self.state.model = ServedModel(revision, commit, Path(folder), read_metadata(Path(folder)), classifier)
-            self.state.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            self.state.load_seconds = time.perf_counter() - started
-            self.state.status = "ok"
-            log.info("serving %s %s after %.1fs", settings.model_repo, revision, self.state.load_seconds)
+            self.state.model = self.fetch_with_retries()
         except Exception as error:  # any failure must show in /health, not kill the server
-            self.state.error = redact(f"{type(error).__name__}: {error}", settings)
+            self.state.error = redact(f"{type(error).__name__}: {error}", self.settings)
             self.state.status = "error"
             log.error("model load failed: %s", self.state.error)
-        finally:
-            self.state.ready.set()
+            return
+        self.state.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.state.load_seconds = time.perf_counter() - started
+        self.state.status = "ok"
+        log.info("serving %s %s after %.1fs", self.settings.model_repo, self.state.model.revision,
+                 self.state.load_seconds)
+
+    def fetch_with_retries(self) -> ServedModel:
+        """The Hub may be briefly unreachable when a Space starts; a wrong repo, revision or
+        token fails at once."""
+        attempts, delay = self.settings.load_attempts, self.settings.load_retry_s
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.fetch_and_load()
+            except Exception as error:
+                if attempt == attempts or not is_transient(error):
+                    raise
+                log.warning("model load attempt %d of %d failed, retrying in %.1fs: %s", attempt, attempts, delay,
+                            redact(str(error), self.settings))
+                time.sleep(delay)
+                delay *= 2
+
+    def fetch_and_load(self) -> ServedModel:
+        settings = self.settings
+        revision, commit = resolve_model_revision(self.hub, settings.model_repo, settings.model_revision)
+        log.info("loading %s at %s (%s)", settings.model_repo, revision, commit)
+        folder = Path(self.hub.download_snapshot(
+            settings.model_repo, commit, local_dir=snapshot_dir(settings.cache_dir, settings.model_repo, commit)
+        ))
+        classifier = load_classifier(folder, settings.labels, settings.inference_backend, settings.max_length)
+        return ServedModel(revision, commit, folder, read_metadata(folder), classifier)
 
     def predict(self, texts: list[str]) -> list[dict]:
         model = self.state.model
@@ -121,6 +147,7 @@ class ModelServer:
             "revision": model.revision if model else self.settings.model_revision,
             "commit": model.commit if model else None,
             "loaded_at": self.state.loaded_at,
+            "load_seconds": self.state.load_seconds and round(self.state.load_seconds, 2),
             "backend": self.settings.inference_backend,
             "error": self.state.error,
         }

@@ -34,6 +34,8 @@ class SpaceSettings(BaseSettings):
     inference_backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': int8-quantized ONNX Runtime.")
     feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: the store's SQLite file.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Model snapshots, ONNX exports, SQLite.")
+    load_attempts: int = Field(3, gt=0, description="Tries to fetch the model when the Hub cannot be reached.")
+    load_retry_s: float = Field(2.0, ge=0, description="Wait before the second try; doubles after each failure.")
     retry_after_s: int = Field(5, gt=0, description="Retry-After sent while the model is loading.")
     host: str = Field("0.0.0.0", description="Address uvicorn binds.")
     port: int = Field(7860, gt=0, lt=65536, description="Port uvicorn binds (Spaces use 7860).")

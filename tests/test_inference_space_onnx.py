@@ -27,10 +27,10 @@ def test_onnx_int8_gives_the_same_labels_as_torch(space_classifier_dir, tmp_path
     np.testing.assert_array_equal(onnx_probs.argmax(-1), torch_probs.argmax(-1))
 
 
-def test_onnx_backend_serves_the_same_api(space_env, model_hub, publish_version, monkeypatch):
-    publish_version(model_hub, "v20260101_000000")
+def test_onnx_backend_serves_the_same_api(space_env, space_hub, publish_space_version, monkeypatch):
+    publish_space_version(space_hub, "v20260101_000000")
     monkeypatch.setenv("INFERENCE_BACKEND", "onnx")
-    with serve(create_app(load_settings(), hub=model_hub)) as url, httpx.Client(base_url=url) as client:
+    with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as client:
         health = wait_for_status(client)
         answer = client.post("/predict/batch", json={"texts": TEXTS}).json()["predictions"]
     assert health["status"] == "ok" and health["backend"] == "onnx"

@@ -89,6 +89,7 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
     app = FastAPI(title=f"grievance {settings.label} classifier", lifespan=lifespan)
     app.state.server, app.state.metrics, app.state.recorder = server, metrics, recorder
+    app.include_router(retrain_admin(settings, hub))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
@@ -144,3 +145,17 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def retrain_admin(settings: SpaceSettings, hub):
+    """POST /admin/retrain and GET /admin/status (issue 8), answering 503 until ADMIN_TOKEN is set."""
+    from configs import load_config
+    from feedback.admin import admin_router
+    from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
+
+    url = settings.feedback_db_url or default_db_url()
+    try:
+        store = FeedbackStore(url)
+    except DatabaseUnavailable:  # a database down at start-up must not stop predictions; admin answers 503
+        store = FeedbackStore(url, create=False)
+    return admin_router(load_config({"label": settings.label}), store, hub)

@@ -248,3 +248,14 @@ def test_metrics_show_the_last_retrain_outcome_from_metadata(space_env, space_hu
         text = client.get("/metrics").text
     assert metric_value(text, "inference_last_retrain_delta_f1") == pytest.approx(0.042)
     assert metric_value(text, "inference_last_retrain_promoted") == 1
+
+
+def test_admin_endpoints_need_the_admin_token(space, monkeypatch):
+    client, _ = space
+    assert client.get("/admin/status").status_code == 503  # no ADMIN_TOKEN: disabled, never open
+    monkeypatch.setenv("ADMIN_TOKEN", "admin-secret-1")
+    with serve(create_app(load_settings())) as url, httpx.Client(base_url=url) as admin:
+        assert admin.get("/admin/status").status_code == 401
+        status = admin.get("/admin/status", headers={"Authorization": "Bearer admin-secret-1"})
+    assert status.status_code == 200, status.text
+    assert "pending_reviews" in str(status.json())

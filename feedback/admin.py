@@ -59,5 +59,7 @@ def admin_router(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSe
             return trigger_status(cfg, store, hub, settings)
         except DatabaseUnavailable as error:
             raise HTTPException(503, str(error)) from None
+        except HubError as error:
+            raise HTTPException(502, f"the Hub could not tell the dataset versions: {error}") from None
 
     return router

@@ -110,7 +110,7 @@ def space_view(repo: Repo, spaces: SpaceRuntimes) -> dict:
 
 
 def served_versions(space_views: list[dict]) -> dict[str, list[dict]]:
-    """model repo -> the Spaces serving it, with the tag each is pinned to (None: the newest)."""
+    """model repo -> the Spaces serving it, with the tag each is pinned to (None: it serves the newest)."""
     served: dict[str, list[dict]] = {}
     for space in space_views:
         model = space["variables"].get(MODEL_ID_VARIABLE)
@@ -120,7 +120,7 @@ def served_versions(space_views: list[dict]) -> dict[str, list[dict]]:
     return served
 
 
-def model_version(repo: Repo, tag: str, commit: str, served_by: list[str]) -> dict:
+def model_version(repo: Repo, tag: str, commit: str, served_by: list[dict]) -> dict:
     _, files = repo.files(commit)
     metadata = read_json_blob(repo.blob_path(files["metadata.json"].sha256)) if "metadata.json" in files else None
     version = {"tag": tag, "commit": commit, "served_by": served_by, "has_metadata": metadata is not None,
@@ -142,7 +142,8 @@ def model_version(repo: Repo, tag: str, commit: str, served_by: list[str]) -> di
 def model_view(repo: Repo, served: list[dict]) -> dict:
     tags = version_tags(repo)
     newest = tags[0][0] if tags else None
-    served_by = {tag: [s["space"] for s in served if (s["tag"] or newest) == tag] for tag, _ in tags}
+    served_by = {tag: [{"space": s["space"], "stage": s["stage"]} for s in served if (s["tag"] or newest) == tag]
+                 for tag, _ in tags}
     return {"id": repo.repo_id, "versions": [model_version(repo, tag, commit, served_by[tag]) for tag, commit in tags]}
 
 
@@ -229,10 +230,16 @@ def render_delta(version: dict) -> str:
     return f"{version['delta_f1']:+.4f}{ci_text}"
 
 
+def render_served(served: dict) -> str:
+    if served["stage"] == "RUNNING":
+        return f'<span class="served">serves: {e(served["space"])}</span>'
+    return f'<span class="served muted">pinned by {e(served["space"])} ({e(served["stage"])})</span>'
+
+
 def render_model_version(version: dict) -> str:
-    served = "".join(f'<span class="served">serves: {e(space)}</span>' for space in version["served_by"])
-    images = "".join(f'<figure><img src="{e(url)}" alt="confusion matrix {e(name)}" loading="lazy">'
-                     f"<figcaption>{e(name)}</figcaption></figure>" for name, url in version["confusion"].items())
+    served = "".join(render_served(s) for s in version["served_by"])
+    images = "".join(f'<figure><a href="{e(url)}"><img src="{e(url)}" alt="confusion matrix {e(name)}" loading="lazy">'
+                     f"</a><figcaption>{e(name)}</figcaption></figure>" for name, url in version["confusion"].items())
     if not version["has_metadata"]:
         return (f'<tr data-tag="{e(version["tag"])}"><td><code>{e(version["tag"])}</code>{served}</td>'
                 f'<td colspan="6" class="muted">no metadata.json</td></tr>')

@@ -38,13 +38,20 @@ def wait_for_stage(hub, space_id: str, stages: set[str], timeout: float = 30) ->
 def test_model_versions_are_newest_first_with_metrics_and_the_served_tag(page_hub):
     model = next(m for m in overview(page_hub)["models"] if m["id"] == MODEL_REPO)
     assert [v["tag"] for v in model["versions"]] == [tag for tag, *_ in reversed(VERSIONS)]
-    served = {v["tag"]: v["served_by"] for v in model["versions"]}
+    served = {v["tag"]: [s["space"] for s in v["served_by"]] for v in model["versions"]}
     assert served == {tag: [API_SPACE] if tag == SERVED_TAG else [] for tag, *_ in VERSIONS}
     middle = next(v for v in model["versions"] if v["tag"] == SERVED_TAG)
     assert (middle["candidate_f1"], middle["deployed_f1"], middle["delta_f1"], middle["delta_f1_ci"],
             middle["outcome"]) == (0.68, 0.61, 0.07, [0.02, 0.12], "promote")
     png = httpx.get(page_hub.url + middle["confusion"]["candidate"], timeout=10)
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_a_space_not_pinned_to_a_tag_serves_the_newest(page_hub):
+    httpx.request("DELETE", f"{page_hub.url}/api/spaces/{API_SPACE}/variables", json={"key": "MODEL_REVISION"},
+                  timeout=10).raise_for_status()
+    model = next(m for m in overview(page_hub)["models"] if m["id"] == MODEL_REPO)
+    assert [[s["space"] for s in v["served_by"]] for v in model["versions"]] == [[API_SPACE], [], []]
 
 
 def test_page_renders_each_version_row_with_its_figures(page_hub):
@@ -54,7 +61,7 @@ def test_page_renders_each_version_row_with_its_figures(page_hub):
     row = html[html.index(f'<tr data-tag="{SERVED_TAG}"'):]
     row = row[:row.index("</tr>")]
     assert "0.6800" in row and "0.6100" in row and "+0.0700" in row and "[+0.0200, +0.1200]" in row
-    assert f"serves: {API_SPACE}" in row and "promote" in row and "<img" in row
+    assert f"pinned by {API_SPACE} (NO_APP_FILE)" in row and "promote" in row and "<img" in row
     assert "first deploy" in html  # the oldest version had no deployed model
 
 
@@ -175,7 +182,6 @@ def test_restart_without_the_token_is_refused_with_a_visible_message(token_page_
     assert TEST_TOKEN not in browser.page_source
 
 
-@pytest.mark.slow
 def test_restart_button_runs_the_retrain_job_and_shows_the_new_version(tmp_path, tiny_model_dir, browser,
                                                                        artifacts_dir):
     from types import SimpleNamespace

@@ -27,6 +27,7 @@ async function refresh() {
     if (html !== shownHtml) {  // unchanged: keep the DOM, so open <details> and scroll positions stay
       sections.innerHTML = html;
       shownHtml = html;
+      for (const log of sections.querySelectorAll("pre.log")) log.scrollTop = log.scrollHeight;  // newest lines
     }
     updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
@@ -58,4 +59,5 @@ sections.addEventListener("click", (event) => {
   if (button) control(button.dataset.action, button.dataset.space).catch((error) => show(`${error}`, "error"));
 });
 
+for (const log of sections.querySelectorAll("pre.log")) log.scrollTop = log.scrollHeight;
 setInterval(refresh, POLL_MS);

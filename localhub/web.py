@@ -57,12 +57,14 @@ def read_json_blob(path: Path) -> dict | None:
 @lru_cache(maxsize=256)
 def count_classes(path: Path) -> dict:
     """rows and {column: {class: rows}} for every label column (all but `text`) of one split file."""
-    if path.suffix == ".parquet" or path.read_bytes()[:4] == b"PAR1":
+    with open(path, "rb") as file:
+        is_parquet = file.read(4) == b"PAR1"  # blobs are named by hash: the content says the format
+    if is_parquet:
         import pandas as pd
 
         rows = pd.read_parquet(path).astype(str).to_dict("records")
     else:
-        with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
             rows = list(csv.DictReader(file))
     classes: dict[str, dict[str, int]] = {}
     for row in rows:

@@ -77,6 +77,21 @@ def test_dataset_versions_count_rows_per_split_and_class(page_hub):
         assert shown["classes"]["department"] == frame.department.value_counts().to_dict()
 
 
+def test_dataset_versions_sort_numerically_and_read_parquet_splits(page_hub, tmp_path):
+    folder = tmp_path / "v2"
+    (folder / "data").mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        pd.read_csv(SAMPLE_DATA / f"{split}.csv").head(10).to_parquet(folder / "data" / f"{split}-00000-of-00001.parquet")
+    for tag in ("v2", "v10"):
+        commit = page_hub.client.upload_folder(DATASET_REPO, folder, tag, "dataset")
+        page_hub.client.create_tag(DATASET_REPO, tag, commit, "dataset")
+    dataset = next(d for d in overview(page_hub)["datasets"] if d["id"] == DATASET_REPO)
+    assert [v["tag"] for v in dataset["versions"]] == ["v10", "v2", "v1"]
+    train = dataset["versions"][1]["splits"]["train"]
+    assert train["file"].endswith(".parquet") and train["rows"] == 10
+    assert sum(train["classes"]["urgency"].values()) == 10
+
+
 def test_space_shows_its_app_times_and_log_tail(page_hub):
     localhub.bind_space(page_hub.url, RETRAIN_SPACE, [sys.executable, "-c", "print('job says hello')"],
                         serves_http=False)

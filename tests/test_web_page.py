@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-import pytest
 
 import localhub
 from tests.fixtures.hub import TEST_TOKEN

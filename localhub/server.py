@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .spaces import SpaceRuntimes
 from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
+from .web import web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -432,6 +433,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     def local_app_logs(namespace: str, name: str, lines: int = 100):
         return {"lines": spaces.logs(space(namespace, name), lines)}
 
+    app.include_router(web_router(store, spaces, token))  # the page at / (localhub/web.py)
     return app
 
 

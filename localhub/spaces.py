@@ -108,6 +108,11 @@ class SpaceRuntimes:
     def secret_names(self, repo: Repo) -> list[str]:
         return sorted(self._secrets.get(repo.repo_id, {}))
 
+    def secret_values(self) -> list[str]:
+        """Every Space's secret values: what the web page must never show."""
+        with self._lock:
+            return [value for secrets in self._secrets.values() for value in secrets.values()]
+
     def bind(self, repo: Repo, command: list[str], cwd: str | None, serves_http: bool) -> dict:
         if not command or not all(isinstance(part, str) for part in command):
             raise HubHTTPError(400, "local-app 'command' must be a non-empty list of strings")
@@ -123,14 +128,14 @@ class SpaceRuntimes:
             if app is None:
                 self.update(repo, desired="running", stage="NO_APP_FILE")
                 return self.runtime(repo)
-            self.update(repo, desired="running", stage="BUILDING")
+            self.update(repo, desired="running", stage="BUILDING", started_at=now_iso())
             self._children[repo.repo_id] = self._spawn(repo, app)
             return self.runtime(repo)
 
     def pause(self, repo: Repo) -> dict:
         with self._lock:
             self._stop_child(repo.repo_id)
-            self.update(repo, desired="paused", stage="PAUSED")
+            self.update(repo, desired="paused", stage="PAUSED", stopped_at=now_iso())
             return self.runtime(repo)
 
     def _spawn(self, repo: Repo, app: dict) -> Child:
@@ -182,6 +187,7 @@ class SpaceRuntimes:
             else:
                 stage = "STOPPED" if code == 0 else "RUNTIME_ERROR"
                 self._children.pop(repo.repo_id).log.close()
+                self.update(repo, stopped_at=now_iso())
             if stage != data["stage"]:
                 self.update(repo, stage=stage)
             return stage

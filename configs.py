@@ -104,6 +104,10 @@ class JobConfig(BaseSettings):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps used for warm-up.")
     eval_steps: int = Field(50, gt=0, description="Evaluate and checkpoint every N optimizer steps.")
     early_stopping_patience: int = Field(1, ge=0, description="Evaluations without macro-F1 gain before stopping (0: never stop early).")
+    freeze_word_embeddings: bool = Field(
+        False, description="Keep the input word embeddings fixed. On a CPU the optimizer step over a "
+        "multilingual vocabulary (96M of multilingual-e5-small's 118M weights) costs more than forward and backward.",
+    )
     max_length: int = Field(128, gt=0, le=8192, description="Truncate texts to this many tokens.")
     focal_gamma: float = Field(2.0, ge=0, description="Focal loss focusing parameter (0 = cross-entropy).")
     focal_alpha: str = Field(

@@ -237,6 +237,8 @@ def load_base_model(base_model_dir: Path, cfg: JobConfig):
         base_model_dir, local_files_only=True, num_labels=len(cfg.labels),
         id2label=cfg.id2label, label2id=cfg.label2id, ignore_mismatched_sizes=True,
     )
+    if cfg.freeze_word_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
     return model, tokenizer
 
 

@@ -254,3 +254,13 @@ def test_checkpoint_with_another_head_size_is_reinitialised(tiny_model_dir, tmp_
     assert model.config.num_labels == 3
     assert model.classifier.out_features == 3
     assert "4-class head" in caplog.text and "re-initialising" in caplog.text
+
+
+def test_freeze_word_embeddings_leaves_only_them_untrainable(tiny_model_dir):
+    from configs import JobConfig
+    from model_pipeline import load_base_model
+
+    cfg = JobConfig(label="urgency", freeze_word_embeddings=True, hf_endpoint="http://127.0.0.1:1")
+    model, _ = load_base_model(tiny_model_dir, cfg)
+    assert not model.get_input_embeddings().weight.requires_grad
+    assert model.classifier.weight.requires_grad

@@ -47,12 +47,41 @@ def mask_url(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class JobConfig(BaseSettings):
-    """Every setting of the retrain job, with its default and meaning."""
+def http_url(value: str | None) -> str | None:
+    if value is not None and urlsplit(value).scheme not in ("http", "https"):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/") if value else value
+
+
+class HubSettings(BaseSettings):
+    """Where the Hub is and how to reach it; shared by the job and the inference Space."""
 
     model_config = SettingsConfigDict(
         frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore"
     )
+
+    hf_token: SecretStr | None = Field(
+        None, description="Hub token (write access for the job). Unset: use the embedded local hub."
+    )
+    hf_endpoint: str | None = Field(
+        None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub."
+    )
+
+    _hf_endpoint_is_url = field_validator("hf_endpoint")(http_url)
+
+    @property
+    def token(self) -> str | None:
+        return self.hf_token.get_secret_value() if self.hf_token else None
+
+    @property
+    def endpoint(self) -> str:
+        if self.hf_endpoint:
+            return self.hf_endpoint
+        return REAL_HUB_ENDPOINT if self.hf_token else os.environ.get("LOCALHUB_URL", LOCAL_HUB_ENDPOINT)
+
+
+class JobConfig(HubSettings):
+    """Every setting of the retrain job, with its default and meaning."""
 
     # --- what to train ---------------------------------------------------------------
     label: Literal["department", "urgency"] = Field(
@@ -64,13 +93,7 @@ class JobConfig(BaseSettings):
         "the offline multilingual-e5-small conversion on the embedded hub.",
     )
 
-    # --- where things live -------------------------------------------------------------
-    hf_token: SecretStr | None = Field(
-        None, description="Write token for the real Hub. Unset: use the embedded local hub."
-    )
-    hf_endpoint: str | None = Field(
-        None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub."
-    )
+    # --- where things live (and HF_TOKEN, HF_ENDPOINT) ------------------------------------
     namespace: str = Field(DEFAULT_NAMESPACE, description="Owner of the default repo ids.")
     dataset_repo_id: str | None = Field(None, description="Dataset repo. Default: <namespace>/grievance-<label>-data.")
     dataset_revision: str | None = Field(
@@ -147,12 +170,7 @@ class JobConfig(BaseSettings):
     keep_versions: int = Field(5, gt=0, description="Promoted versions kept discoverable for rollback.")
     lock_ttl_s: float = Field(6 * 3600, gt=0, description="Age after which a run lock left by a dead run is ignored.")
 
-    @field_validator("hf_endpoint", "api_endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/") if value else value
+    _api_endpoint_is_url = field_validator("api_endpoint")(http_url)
 
     @field_validator("focal_alpha")
     @classmethod
@@ -189,16 +207,6 @@ class JobConfig(BaseSettings):
     @property
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.labels))
-
-    @property
-    def token(self) -> str | None:
-        return self.hf_token.get_secret_value() if self.hf_token else None
-
-    @property
-    def endpoint(self) -> str:
-        if self.hf_endpoint:
-            return self.hf_endpoint
-        return REAL_HUB_ENDPOINT if self.hf_token else os.environ.get("LOCALHUB_URL", LOCAL_HUB_ENDPOINT)
 
     @property
     def embedded(self) -> bool:

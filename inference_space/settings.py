@@ -5,10 +5,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
 
-from configs import DEFAULT_NAMESPACE, LABEL_SETS, LOCAL_HUB_ENDPOINT, REAL_HUB_ENDPOINT, ConfigError
+from configs import DEFAULT_NAMESPACE, LABEL_SETS, ConfigError, HubSettings
 
 
 def default_cache_dir() -> Path:
@@ -17,16 +16,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "inference_space"
 
 
-class SpaceSettings(BaseSettings):
-    """Every setting of the inference Space, with its default and meaning."""
-
-    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, env_ignore_empty=True, extra="ignore")
+class SpaceSettings(HubSettings):
+    """Every setting of the inference Space, with its default and meaning (and HF_TOKEN, HF_ENDPOINT)."""
 
     label: Literal["department", "urgency"] = Field(description="Which classifier this Space serves.")
     model_id: str | None = Field(None, description="Model repo. Default: retrainspace/grievance-<label>-classifier.")
     model_revision: str | None = Field(None, description="Tag or commit to serve. Default: the newest v* tag.")
-    hf_endpoint: str | None = Field(None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub.")
-    hf_token: SecretStr | None = Field(None, description="Hub token (read access to the model repo).")
     max_text_chars: int = Field(5000, gt=0, description="Longest accepted text, in characters.")
     max_batch: int = Field(64, gt=0, description="Most texts accepted by one /predict/batch request.")
     forward_batch_size: int = Field(32, gt=0, description="Texts per model forward pass.")
@@ -40,13 +35,6 @@ class SpaceSettings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address uvicorn binds.")
     port: int = Field(7860, gt=0, lt=65536, description="Port uvicorn binds (Spaces use 7860).")
 
-    @field_validator("hf_endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/") if value else value
-
     @property
     def labels(self) -> list[str]:
         return LABEL_SETS[self.label]
@@ -54,17 +42,6 @@ class SpaceSettings(BaseSettings):
     @property
     def model_repo(self) -> str:
         return self.model_id or f"{DEFAULT_NAMESPACE}/grievance-{self.label}-classifier"
-
-    @property
-    def token(self) -> str | None:
-        return self.hf_token.get_secret_value() if self.hf_token else None
-
-    @property
-    def endpoint(self) -> str:
-        if self.hf_endpoint:
-            return self.hf_endpoint
-        return REAL_HUB_ENDPOINT if self.hf_token else os.environ.get("LOCALHUB_URL", LOCAL_HUB_ENDPOINT)
-
 
 
 def load_settings(**overrides) -> SpaceSettings:

@@ -65,7 +65,7 @@ def run(cfg: JobConfig, status_port: int | None = None):
     try:
         hub = HubClient.from_config(cfg)
         tracker = RunTracker(cfg, result.run_dir)
-        result.wandb_dir = str(tracker.run_dir) if tracker.run_dir else None
+        result.wandb_dir = tracker.url  # the run page online, the offline run folder otherwise
         result.enter("run lock")
         with RunLock(hub, cfg.model_repo, cfg.lock_ttl_s, result.run_dir):
             retrain(cfg, hub, tracker, result)

@@ -11,6 +11,7 @@ print where the summary, metadata.json and the W&B offline run are.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -197,7 +198,7 @@ def demo(hub_url: str, label: str, base_model: str, timeout: float = 1800) -> in
     run_dir = summary.parent
     say(f"summary:       {summary}")
     say(f"metadata.json: {run_dir / 'metadata.json'}")
-    say(f"W&B offline:   {next(iter(sorted(run_dir.glob('wandb/offline-run-*'))), run_dir / 'wandb')}")
+    say(f"W&B offline:   {json.loads((run_dir / 'summary.json').read_text())['wandb_dir']} (wandb sync DIR)")
     data_dir = os.environ.get("LOCALHUB_DATA_DIR", ".localhub")
     say(f"local hub:     {hub_url} keeps running (stop it: kill $(cat {data_dir}/server.pid))")
     return 0 if stage == "PAUSED" else 1

@@ -2,6 +2,10 @@
 
     config -> run lock -> dataset -> train -> compare with deployed -> decide -> deploy
     -> restart + verify -> summary; finally: finish W&B, write the summary, pause this Space.
+
+Under `torchrun --nproc_per_node N` every process trains; only rank 0 takes the lock, compares,
+decides, deploys, writes and pauses. The steps import torch and friends inside, so `--help`
+and a bad setting answer at once.
 """
 from __future__ import annotations
 
@@ -54,10 +58,13 @@ def run(cfg: JobConfig, status_port: int | None = None):
     """The job. Returns the RunResult; re-raises the original error after the cleanup."""
     from deploy import LockBusy, RunLock
     from hub import HubClient
+    from model_pipeline import is_main_process
     from summary import RunResult
     from tracking import RunTracker
 
     result = RunResult(label=cfg.label, run_dir=new_run_dir(cfg))
+    if not is_main_process():
+        return run_worker(cfg, result)
     if status_port:
         from status_page import start_status_page
         start_status_page(status_port, result.status)
@@ -79,6 +86,25 @@ def run(cfg: JobConfig, status_port: int | None = None):
     return result
 
 
+def run_worker(cfg: JobConfig, result):
+    """A rank > 0 under torchrun: load the same data, train with rank 0, nothing else."""
+    from hub import HubClient
+    from load_dataset import load_versioned_dataset
+    from model_pipeline import train
+
+    hub = HubClient.from_config(cfg)
+    dataset, _ = load_versioned_dataset(cfg, hub)
+    train(cfg, limit_train_rows(cfg, dataset), fetch_base_model(cfg, hub), result.run_dir / "train")
+    result.outcome = "skipped"  # rank 0 compares, decides and deploys
+    return result
+
+
+def limit_train_rows(cfg: JobConfig, dataset):
+    if cfg.max_train_samples and cfg.max_train_samples < len(dataset["train"]):
+        dataset["train"] = dataset["train"].shuffle(seed=cfg.seed).select(range(cfg.max_train_samples))
+    return dataset
+
+
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
     from compare import decide
@@ -88,8 +114,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
     result.dataset = data_report.to_dict()
-    if cfg.max_train_samples and cfg.max_train_samples < len(dataset["train"]):
-        dataset["train"] = dataset["train"].shuffle(seed=cfg.seed).select(range(cfg.max_train_samples))
+    dataset = limit_train_rows(cfg, dataset)
     tracker.summary({"data_report": result.dataset})
 
     result.enter("train")
@@ -241,7 +266,13 @@ def pause_self_without_config() -> None:
 
 
 def new_run_dir(cfg: JobConfig) -> Path:
-    run_dir = cfg.output_dir / f"{cfg.label}-{time.strftime('%Y%m%d_%H%M%S')}"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Every rank must use the same folder (each loads the best checkpoint from it); the
+        # ranks share one torchrun agent, their parent process.
+        name = f"{cfg.label}-ddp-{os.getppid()}"
+    else:
+        name = f"{cfg.label}-{time.strftime('%Y%m%d_%H%M%S')}"
+    run_dir = cfg.output_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir.resolve()
 

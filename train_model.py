@@ -152,38 +152,19 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
     """Score the candidate locally and the deployed Space over HTTP on the same samples."""
     import numpy as np
 
-    from compare import ComparisonError, build_comparison, deployed_predictions, stratified_sample
-    from deployed_api import DeployedAPIError, DeployedModelClient
-    from hub import HubError, SpaceController
+    from compare import build_comparison, deployed_predictions, stratified_sample
     from model_pipeline import confusion_matrix_png, predict
 
     samples = stratified_sample(dataset["test"].to_pandas(), "label", cfg.deployed_sample_size, cfg.seed)
     texts, y_true = samples["text"].tolist(), samples["label"].to_numpy()
     candidate, _ = predict(trained.model, trained.tokenizer, texts, cfg.eval_batch_size, cfg.max_length)
-
-    deployed_tag = hub.newest_version_tag(cfg.model_repo)
-    deployed, failures, deployed_revision, mode, seconds = None, {}, None, None, None
-    if deployed_tag is not None:
-        try:
-            url = cfg.api_endpoint or SpaceController(hub, cfg.inference_space).state().url
-            if not url:
-                raise ComparisonError(f"Space {cfg.inference_space} reports no URL; set API_ENDPOINT")
-            client = DeployedModelClient.from_config(cfg, url)
-            try:
-                deployed_revision = client.wait_until_ready(cfg.space_wake_timeout_s).get("revision")
-                scores = client.predict_labels(texts)
-            finally:
-                client.close()
-        except (DeployedAPIError, HubError) as error:
-            raise ComparisonError(f"a deployed model exists ({cfg.model_repo}@{deployed_tag}) but the deployed "
-                                  f"API could not be scored: {error}. Not promoting.") from error
-        failures = dict(scores.failures)
-        deployed = deployed_predictions(scores.labels, cfg.label2id, failures)
-        mode, seconds = scores.mode, scores.seconds
+    scores, deployed_revision = score_deployed(cfg, hub, texts)
+    failures = dict(scores.failures) if scores else {}
+    deployed = deployed_predictions(scores.labels, cfg.label2id, failures) if scores else None
 
     comparison = build_comparison(cfg, y_true, candidate, deployed, failures)
-    comparison.deployed_revision, comparison.deployed_mode, comparison.deployed_seconds = (
-        deployed_revision, mode, seconds)
+    comparison.deployed_revision = deployed_revision
+    comparison.deployed_mode, comparison.deployed_seconds = (scores.mode, scores.seconds) if scores else (None, None)
     keep = np.array([i not in failures for i in range(len(y_true))])
     for name, predictions in (("candidate", candidate), ("deployed", deployed)):
         if predictions is not None:
@@ -194,6 +175,31 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
                  **({"compare/deployed_macro_f1": comparison.deployed["macro_f1"],
                      "compare/delta_f1": comparison.delta_f1} if comparison.deployed else {})})
     return comparison
+
+
+def score_deployed(cfg: JobConfig, hub, texts: list[str]):
+    """(scores, served revision) from the deployed Space; (None, None) when nothing is deployed yet.
+    A deployed model that cannot be scored fails the run: never promote blindly."""
+    from compare import ComparisonError
+    from deployed_api import DeployedAPIError, DeployedModelClient
+    from hub import HubError, SpaceController
+
+    deployed_tag = hub.newest_version_tag(cfg.model_repo)
+    if deployed_tag is None:
+        return None, None
+    try:
+        url = cfg.api_endpoint or SpaceController(hub, cfg.inference_space).state().url
+        if not url:
+            raise ComparisonError(f"Space {cfg.inference_space} reports no URL; set API_ENDPOINT")
+        client = DeployedModelClient.from_config(cfg, url)
+        try:
+            revision = client.wait_until_ready(cfg.space_wake_timeout_s).get("revision")
+            return client.predict_labels(texts), revision
+        finally:
+            client.close()
+    except (DeployedAPIError, HubError) as error:
+        raise ComparisonError(f"a deployed model exists ({cfg.model_repo}@{deployed_tag}) but the deployed "
+                              f"API could not be scored: {error}. Not promoting.") from error
 
 
 def write_metadata(cfg: JobConfig, result) -> dict:

@@ -142,8 +142,7 @@ def start_inference_space(hub, cfg: JobConfig, timeout: float = 300) -> None:
     say(f"inference Space {cfg.inference_space} serves {health['revision']} at {state.url}")
 
 
-def seed(hub_url: str, labels: list[str], base_model: str = "e5", namespace: str = DEFAULT_NAMESPACE,
-         retrain_variables: dict[str, str] | None = None) -> None:
+def seed(hub_url: str, labels: list[str], base_model: str = "e5", namespace: str = DEFAULT_NAMESPACE) -> None:
     from hub import HubClient
 
     hub = HubClient(hub_url)
@@ -154,7 +153,7 @@ def seed(hub_url: str, labels: list[str], base_model: str = "e5", namespace: str
                         num_train_epochs=1, eval_steps=10, **{k.lower(): v for k, v in training.items()})
         seed_dataset(hub, cfg.dataset_repo)
         seed_first_model(hub, cfg)
-        seed_spaces(hub, hub_url, cfg, {"MODEL_CHECKPOINT": model_repo, **training, **(retrain_variables or {})})
+        seed_spaces(hub, hub_url, cfg, {"MODEL_CHECKPOINT": model_repo, **training})
         start_inference_space(hub, cfg)
 
 

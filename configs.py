@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,12 @@ LABEL_SETS: dict[str, list[str]] = {
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+def normalize_text(text: str) -> str:
+    """What counts as 'the same text' everywhere (dataset checks, feedback dedup):
+    NFKC, casefold, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def mask_url(url: str | None) -> str | None:

@@ -11,7 +11,6 @@ the counts and the setting to change) or drop the rows and report them.
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from configs import normalize_text
 from hub import SPLITS, RepoNotFound, RevisionNotFound, split_of
 
 TEXT_COLUMN = "text"
@@ -112,11 +112,6 @@ class DataReport:
 
 # --------------------------------------------------------------------------------------
 # Text keys and near-duplicate search
-
-
-def normalize_text(text: str) -> str:
-    """The key two texts share when they are 'the same': NFKC, casefold, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def char_ngrams(text: str, n: int = NGRAM) -> frozenset[str]:

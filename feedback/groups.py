@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
-from feedback.store import normalise_text
+from configs import normalize_text
 
 SHINGLE = 5
 _PROPER_NAME = re.compile(r"\b[A-Z][A-Za-z]+\b")
@@ -15,7 +15,7 @@ _DIGITS = re.compile(r"[0-9\u0966-\u096F]+")  # ASCII and Devanagari digits
 def template_key(text: str) -> str:
     """The text with what varies inside a template family masked: Latin proper names, numbers."""
     masked = _DIGITS.sub("0", _PROPER_NAME.sub("#", text))
-    return normalise_text(masked)
+    return normalize_text(masked)
 
 
 def shingles(text: str) -> frozenset[str]:

@@ -36,10 +36,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from configs import LABEL_SETS, ConfigError, JobConfig, load_config
+from configs import LABEL_SETS, ConfigError, JobConfig, load_config, normalize_text
 from feedback.groups import group_new_texts
 from feedback.settings import FeedbackSettings
-from feedback.store import FeedbackError, FeedbackStore, Report, normalise_text
+from feedback.store import FeedbackError, FeedbackStore, Report
 from load_dataset import DatasetError, find_split_files, read_split_file, validate_splits
 
 SPLITS = ("train", "validation", "test")
@@ -157,11 +157,11 @@ def clean_reports(reports: list[Report], min_chars: int, data: PrepareReport) ->
             kept.append(report)
     labels_of: dict[str, set[str]] = {}
     for report in kept:
-        labels_of.setdefault(normalise_text(report.text), set()).add(report.corrected_label)
+        labels_of.setdefault(normalize_text(report.text), set()).add(report.corrected_label)
     seen: set[str] = set()
     unique: list[Report] = []
     for report in kept:
-        key = normalise_text(report.text)
+        key = normalize_text(report.text)
         if len(labels_of[key]) > 1:
             data.drop("conflicting_labels", report)
         elif key in seen:
@@ -175,10 +175,10 @@ def clean_reports(reports: list[Report], min_chars: int, data: PrepareReport) ->
 def merge_with_existing(reports: list[Report], splits: dict[str, pd.DataFrame], label: str,
                         data: PrepareReport) -> list[Report]:
     """Relabel train rows that a correction names; drop texts of held-out splits and no-ops."""
-    where = {normalise_text(t): (name, i) for name, frame in splits.items() for i, t in enumerate(frame.text)}
+    where = {normalize_text(t): (name, i) for name, frame in splits.items() for i, t in enumerate(frame.text)}
     new: list[Report] = []
     for report in reports:
-        hit = where.get(normalise_text(report.text))
+        hit = where.get(normalize_text(report.text))
         if hit is None:
             new.append(report)
             continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -32,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from configs import LABEL_SETS, mask_url
+from configs import LABEL_SETS, mask_url, normalize_text
 
 DB_URL_ENV = "FEEDBACK_DB_URL"
 
@@ -120,7 +119,7 @@ class MisclassifiedComplaint(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     complaint_id: Mapped[str | None] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
-    text_hash: Mapped[str] = mapped_column(String(64))  # of normalise_text(text), for duplicate checks
+    text_hash: Mapped[str] = mapped_column(String(64))  # of normalize_text(text), for duplicate checks
     label_type: Mapped[str] = mapped_column(String(32))
     predicted_label: Mapped[str] = mapped_column(String(128))
     corrected_label: Mapped[str | None] = mapped_column(String(128))
@@ -216,14 +215,8 @@ class JobRecord:
 # Validation
 
 
-def normalise_text(text: str) -> str:
-    """What counts as 'the same text' (as load_dataset.normalize_text): NFKC, casefold,
-    whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
 def text_hash(text: str) -> str:
-    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
 
 
 def check_label_type(label_type: str) -> str:

@@ -40,9 +40,10 @@ from configs import LABEL_SETS, ConfigError, JobConfig, load_config, normalize_t
 from feedback.groups import group_new_texts
 from feedback.settings import FeedbackSettings
 from feedback.store import FeedbackError, FeedbackStore, Report
+from hub import SPLITS
 from load_dataset import DatasetError, find_split_files, read_split_file, validate_splits
 
-SPLITS = ("train", "validation", "test")
+
 REPORT_FILE = "feedback_report.json"
 COLUMNS = ["text", *LABEL_SETS]
 

@@ -63,16 +63,23 @@ class SpaceState:
     error: str | None = None  # the Space's error message (last log lines on the local hub)
 
 
+def suffix_key(suffix: str | None) -> tuple:
+    """No suffix first, then numeric suffixes by number (_9 before _10), then any other text."""
+    if not suffix:
+        return ()
+    return (0, int(suffix)) if suffix.isdigit() else (1, suffix)
+
+
 def version_key(tag: str) -> tuple | None:
     """Sort key of a version tag: vN by N, vYYYYMMDD_HHMMSS[_suffix] by time; None for other tags."""
     if match := NUMBERED_TAG.match(tag):
-        return (0, int(match.group(1)), "")
+        return (0, int(match.group(1)), ())
     if match := TIMESTAMP_TAG.match(tag):
         try:
             moment = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S")
         except ValueError:
             return None
-        return (1, moment.timestamp(), match.group(2) or "")
+        return (1, moment.timestamp(), suffix_key(match.group(2)))
     return None
 
 

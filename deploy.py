@@ -18,9 +18,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from deployed_api import DeployedAPIError, DeployedModelClient
-from hub import BranchExists, HubClient, HubError, RevisionNotFound, SpaceController, TagExists
+from hub import BranchExists, HubClient, HubError, RevisionNotFound, SpaceController, TagExists, version_key
 
-VERSION_PREFIX = "v"
 REVISION_VARIABLE = "MODEL_REVISION"
 LOCK_BRANCH = "retrain-lock"
 LIBRARIES = ("torch", "transformers", "datasets", "huggingface_hub", "scikit-learn", "accelerate", "wandb")
@@ -156,8 +155,8 @@ def verify_tag(hub: HubClient, repo_id: str, tag: str, commit: str, folder: Path
 
 
 def version_tags(hub: HubClient, repo_id: str) -> list[str]:
-    """Release tags, oldest first."""
-    return sorted(t for t in hub.list_tags(repo_id) if t.startswith(VERSION_PREFIX))
+    """Release tags, oldest first, by version rather than by name (a clash suffix _10 after _9)."""
+    return sorted((t for t in hub.list_tags(repo_id) if version_key(t)), key=version_key)
 
 
 def serve_revision(space: SpaceController, cfg, revision: str) -> dict:

@@ -295,14 +295,15 @@ def dry_run(cfg: JobConfig) -> int:
 
 def rollback(cfg: JobConfig, to: str | None) -> int:
     from deploy import REVISION_VARIABLE, serve_revision, version_tags
-    from hub import HubClient, SpaceController
+    from hub import HubClient, SpaceController, version_key
 
     hub = HubClient.from_config(cfg)
     space = SpaceController(hub, cfg.inference_space)
     tags = version_tags(hub, cfg.model_repo)
     current = space.state().variables.get(REVISION_VARIABLE) or (tags[-1] if tags else None)
     if to is None:
-        older = [t for t in tags if current is None or t < current]
+        served = version_key(current) if current else None
+        older = [t for t in tags if served and version_key(t) < served]
         if not older:
             print(f"no version older than {current} on {cfg.model_repo}; tags: {tags}", file=sys.stderr)
             return 1

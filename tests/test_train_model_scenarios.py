@@ -174,3 +174,14 @@ def test_no_secret_appears_in_any_log_file_card_or_error(token_loop, monkeypatch
                     assert secret.encode() not in path.read_bytes(), f"{secret[:8]}... found in {path}"
     assert list(loop.out_dir.rglob("wandb/offline-run-*")), "the W&B offline run was written"
     assert summary["version"] in loop.tags()
+
+
+def test_release_tags_are_ordered_by_version_not_by_name(loop, constant_model_dir):
+    from deploy import version_tags
+
+    loop.deploy_model(constant_model_dir, tag="v20990101_000000")
+    commit = loop.tags()["v20990101_000000"]
+    for tag in ("v20990101_000000_10", "v20990101_000000_9", "v20980101_000000", "not-a-version"):
+        loop.client.create_tag(loop.model_repo, tag, commit)
+    assert version_tags(loop.client, loop.model_repo) == [
+        "v20980101_000000", "v20990101_000000", "v20990101_000000_9", "v20990101_000000_10"]

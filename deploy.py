@@ -240,8 +240,9 @@ def lock_is_stale(holder: dict, ttl: float) -> bool:
 
 
 class RunLock:
-    def __init__(self, hub: HubClient, repo_id: str, ttl: float, workdir: Path):
+    def __init__(self, hub: HubClient, repo_id: str, ttl: float, workdir: Path, write_grace: float = 10.0):
         self.hub, self.repo_id, self.ttl, self.workdir = hub, repo_id, ttl, workdir
+        self.write_grace = write_grace
         self.owner = _lock_owner()
         self.held = False
 
@@ -250,7 +251,7 @@ class RunLock:
         for _ in range(2):
             if self._try_create():
                 return self
-            holder = self._holder()
+            holder = self._holder_after_grace()
             if holder is not None and not lock_is_stale(holder, self.ttl):
                 raise LockBusy(f"another retrain run holds {self.repo_id}@{LOCK_BRANCH} since "
                                f"{time.ctime(holder['started_at'])} (run {holder['run_id']}); not starting a second one")
@@ -272,6 +273,14 @@ class RunLock:
             self.__exit__()
             raise
         return True
+
+    def _holder_after_grace(self) -> dict | None:
+        """The lock's owner; a branch without lock.json may be a run between its two steps,
+        so wait write_grace seconds for the file before calling the lock half-made."""
+        deadline = time.monotonic() + self.write_grace
+        while (holder := self._holder()) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return holder
 
     def _holder(self) -> dict | None:
         try:

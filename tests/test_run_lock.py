@@ -1,5 +1,6 @@
 """The run lock (a branch holding lock.json) against the real local hub: who may take it over."""
 import json
+import socket
 import threading
 import time
 
@@ -43,7 +44,7 @@ def test_a_live_holder_keeps_the_lock(hub_client, repo, tmp_path):
 
 @pytest.mark.parametrize("holder", [
     {"started_at": time.time() - 7200},                               # older than the TTL
-    {"space_id": None, "host": __import__("socket").gethostname(), "pid": 2 ** 22 + 1},  # dead pid here
+    {"space_id": None, "host": socket.gethostname(), "pid": 2 ** 22 + 1},  # above Linux's pid_max: never alive
 ])
 def test_a_dead_or_expired_holder_is_taken_over(hub_client, repo, tmp_path, holder):
     hub_client.create_branch(repo, LOCK_BRANCH, exist_ok=False)

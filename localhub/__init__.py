@@ -91,11 +91,11 @@ def ensure_running(url: str = DEFAULT_URL, data_dir: str | Path = DEFAULT_DATA_D
         raise LocalHubError(f"port {parts.port} is taken by something that is not a local hub; "
                             "set LOCALHUB_URL to a free port, e.g. http://127.0.0.1:18766")
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     command = [sys.executable, "-m", "localhub", "serve", "--data-dir", str(data_dir), "--port", str(parts.port)]
     env = {**os.environ, **({"LOCALHUB_TOKEN": token} if token else {})}
     log_path = data_dir / "server.log"
-    with open(log_path, "ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         # a new session: the hub outlives this process and is not hit by its Ctrl-C
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env=env, cwd=Path(__file__).resolve().parents[1])

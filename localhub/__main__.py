@@ -1,4 +1,5 @@
-"""python -m localhub [serve] --data-dir DIR --port N [--token T]
+"""python -m localhub [serve] --data-dir DIR --port N [--token-file FILE]   (or env LOCALHUB_TOKEN)
+   python -m localhub stop [--data-dir DIR]
    python -m localhub bind-space SPACE_ID [--cwd DIR] [--no-http] -- COMMAND...
    python -m localhub seed|demo [--label urgency] [--base-model e5|tiny]
 """
@@ -6,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
+import warnings
 from pathlib import Path
 
 from . import DEFAULT_DATA_DIR, DEFAULT_URL, LocalHubError, bind_space
@@ -17,12 +21,49 @@ def serve(args: argparse.Namespace) -> None:
 
     from .server import create_app
 
-    token = args.token or os.environ.get("LOCALHUB_TOKEN")
+    token = read_token(args)
     url = f"http://{args.host}:{args.port}"
+    os.umask(0o077)  # repos, logs and the secrets file: the owner's only
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(data_dir, token=token, public_url=url, pid_file=data_dir / "server.pid")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else env LOCALHUB_TOKEN; --token still works but shows in `ps`."""
+    if args.token:
+        warnings.warn("--token shows in `ps` to every user of this machine and will be removed: "
+                      "use --token-file FILE or the LOCALHUB_TOKEN environment variable", FutureWarning, stacklevel=1)
+        return args.token
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as error:
+            sys.exit(f"--token-file: cannot read {args.token_file}: {error.strerror}")
+        if not token:
+            sys.exit(f"--token-file: {args.token_file} is empty; write the token into it")
+        return token
+    return os.environ.get("LOCALHUB_TOKEN") or None
+
+
+def stop(args: argparse.Namespace) -> None:
+    """Stop the detached hub serving DATA_DIR (it stops its Spaces on the way out)."""
+    pid_file = Path(args.data_dir) / "server.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.parent.parent.exists() and b"localhub" not in cmdline.read_bytes():
+            raise ProcessLookupError  # a stale pid file: that pid is now another program
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        sys.exit(f"no local hub runs on {args.data_dir} (no live pid in {pid_file}); nothing to stop")
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_file.exists():
+        sys.exit(f"the local hub (pid {pid}) did not stop within 30 s; `kill -9 {pid}` stops it")
+    print(f"stopped the local hub (pid {pid}) of {args.data_dir}")
 
 
 def bind(args: argparse.Namespace) -> None:
@@ -54,8 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="where repos live (default: .localhub)")
     p.add_argument("--port", type=int, default=18765)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--token", default=None, help="require this token (or env LOCALHUB_TOKEN); default: open")
+    p.add_argument("--token-file", default=None,
+                   help="require the token in this file (or in env LOCALHUB_TOKEN); default: open")
+    p.add_argument("--token", default=None, help="deprecated: shows in `ps`; use --token-file or LOCALHUB_TOKEN")
     p.set_defaults(run=serve)
+    s = sub.add_parser("stop", help="stop the detached hub of a data dir (and its Space processes)")
+    s.add_argument("--data-dir", default=os.environ.get("LOCALHUB_DATA_DIR", str(DEFAULT_DATA_DIR)))
+    s.set_defaults(run=stop)
     b = sub.add_parser("bind-space", help="bind a Space to the local command its restart runs")
     b.add_argument("space_id")
     b.add_argument("--url", default=os.environ.get("LOCALHUB_URL", DEFAULT_URL))
@@ -74,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                        help="the local hub (started if nothing answers)")
         d.set_defaults(run=seed_or_demo)
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "bind-space", "seed", "demo", "-h", "--help"):
+    if not argv or argv[0] not in ("serve", "stop", "bind-space", "seed", "demo", "-h", "--help"):
         argv = ["serve", *argv]  # `python -m localhub --data-dir DIR --port N` serves too
     command = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)

@@ -22,14 +22,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from .security import (field, json_body, optional, own_origins, refuse_cross_origin_write, token_matches,
+                       validate_oid, validate_repo_path, validate_variable)
 from .spaces import SpaceRuntimes
 from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
-from .web import web_router
+from .web import existing, web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 BAD_TOKEN = "Invalid credentials in Authorization header"
 READ_METHODS = {"GET", "HEAD"}
+MAX_LOG_LINES = 1_000_000
 
 
 def error_response(error: HubHTTPError) -> JSONResponse:
@@ -86,15 +89,17 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
                pid_file: Path | None = None) -> FastAPI:
     """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
     store = Store(Path(data_dir))
-    spaces = SpaceRuntimes(public_url or "")
+    spaces = SpaceRuntimes(public_url or "", Path(data_dir), hidden=[token] if token else [])
+    origins = own_origins(public_url)
     atexit.register(spaces.stop_all)  # also when an in-process hub is never stopped
     upload_key = secrets.token_bytes(32)  # signs LFS upload URLs (the PUT carries no token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if pid_file:
-            pid_file.write_text(f"{os.getpid()}\n")  # `kill $(cat DATA_DIR/server.pid)` stops a detached hub
-        spaces.resume_running([store.get("space", repo_id) for repo_id in store.list("space")])
+            pid_file.write_text(f"{os.getpid()}\n")  # `python -m localhub stop` SIGTERMs it
+        spaces.kill_previous_children()  # a hub that was SIGKILLed may have left Space processes
+        spaces.resume_running(existing(store, "space"))
         try:
             yield
         finally:
@@ -113,9 +118,14 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def check_token(request: Request, call_next):
         if token is not None and not request.url.path.startswith("/api/localhub/lfs/"):
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if given != token and (given or request.method not in READ_METHODS):
+            if not token_matches(given, token) and (given or request.method not in READ_METHODS):
                 return error_response(HubHTTPError(401, BAD_TOKEN))
         return await call_next(request)
+
+    @app.middleware("http")  # added last: runs first, before the token check
+    async def check_origin(request: Request, call_next):
+        refusal = refuse_cross_origin_write(request, origins)
+        return error_response(refusal) if refusal else await call_next(request)
 
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -141,10 +151,13 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     # --- repos -----------------------------------------------------------------------
     @app.post("/api/repos/create")
     async def create_repo(request: Request):
-        body = await request.json()
-        repo_type = body.get("type") or "model"
-        name = body.get("name", "")
-        repo_id = f"{body['organization']}/{name}" if body.get("organization") else name
+        body = await json_body(request)
+        repo_type = optional(body, "type") or "model"
+        if repo_type not in URL_PREFIX:
+            raise HubHTTPError(400, f"unknown repo type {repo_type!r}: use model, dataset or space")
+        name = field(body, "name")
+        organization = optional(body, "organization")
+        repo_id = f"{organization}/{name}" if organization else name
         if "/" not in repo_id:
             repo_id = f"local/{repo_id}"
         extra = {"sdk": body.get("sdk")} if repo_type == "space" else {}
@@ -160,11 +173,12 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
 
     @app.api_route("/api/repos/delete", methods=["DELETE", "POST"])
     async def delete_repo(request: Request):
-        body = await request.json()
-        repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
-        repo_type = body.get("type") or "model"
+        body = await json_body(request)
+        organization, name = optional(body, "organization"), field(body, "name")
+        repo_id = f"{organization}/{name}" if organization else name
+        repo_type = optional(body, "type") or "model"
         if repo_type == "space":
-            spaces.pause(store.get("space", repo_id))
+            spaces.forget(store.get("space", repo_id))
         store.delete(repo_type, repo_id)
         return {}
 
@@ -215,9 +229,11 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "paths-info", namespace, name)
         if request.headers.get("content-type", "").startswith("application/json"):
-            paths = (await request.json()).get("paths", [])
+            paths = optional(await json_body(request), "paths", list) or []
         else:
             paths = (await request.form()).getlist("paths")
+        if not all(isinstance(p, str) for p in paths):
+            raise HubHTTPError(422, "'paths' must be a list of strings")
         commit_id, files = repo.files(revision)
         found = []
         for path in (p.strip("/") for p in paths):
@@ -256,8 +272,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def create_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "branch", namespace, name)
-        body = await request.body()
-        starting_point = json.loads(body).get("startingPoint") if body else None
+        starting_point = optional(await json_body(request, required=False), "startingPoint")
         await run_in_threadpool(repo.create_branch, branch, starting_point)
         return {}
 
@@ -272,10 +287,10 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def create_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "tag", namespace, name)
-        body = await request.json()
+        body = await json_body(request)
         if not body.get("tag"):
             raise HubHTTPError(400, "missing 'tag' in the request body")
-        commit = await run_in_threadpool(repo.create_tag, body["tag"], revision, body.get("message"))
+        commit = await run_in_threadpool(repo.create_tag, field(body, "tag"), revision, optional(body, "message"))
         return {"name": body["tag"], "targetCommit": commit}
 
     @app.delete("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
@@ -290,32 +305,36 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def preupload(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "preupload", namespace, name)
-        body = await request.json()
+        body = await json_body(request)
         try:
             _, existing = repo.files(revision)
         except HubHTTPError:
             existing = {}  # a new branch (create_pr) has no files yet
         answers = []
-        for item in body.get("files", []):
-            sample = base64.b64decode(item.get("sample", ""))
-            lfs = item.get("size", 0) >= LFS_THRESHOLD or b"\0" in sample
-            current = existing.get(item["path"])
+        for item in optional(body, "files", list) or []:
+            item = item if isinstance(item, dict) else {}
+            path = validate_repo_path(field(item, "path", str, "a preupload file"))
+            sample = decode_base64(optional(item, "sample", str, "a preupload file") or "", path)
+            lfs = (optional(item, "size", int, "a preupload file") or 0) >= LFS_THRESHOLD or b"\0" in sample
+            current = existing.get(path)
             oid = None if current is None else (current.sha256 if lfs else current.git_oid)
-            answers.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
+            answers.append({"path": path, "uploadMode": "lfs" if lfs else "regular",
                             "shouldIgnore": False, "oid": oid})
         return {"files": answers, "commitOid": None}
 
     async def lfs_batch(request: Request, repo_type: str, namespace: str, name_git: str):
         repo = store.get(repo_type, f"{namespace}/{name_git.removesuffix('.git')}")
-        body = await request.json()
+        body = await json_body(request)
         if body.get("operation") != "upload":
             raise HubHTTPError(400, "only the LFS 'upload' operation is supported; download through /resolve")
         objects = []
-        for obj in body.get("objects", []):
-            answer = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
-            if not repo.has_blob(obj["oid"]):
-                href = (f"{base_url(request)}/api/localhub/lfs/{repo_type}s/{repo.repo_id}/{obj['oid']}"
-                        f"?sig={upload_signature(repo, obj['oid'])}")
+        for obj in optional(body, "objects", list) or []:
+            obj = obj if isinstance(obj, dict) else {}
+            oid = validate_oid(field(obj, "oid", str, "an LFS object"))
+            answer = {"oid": oid, "size": field(obj, "size", int, "an LFS object"), "authenticated": True}
+            if not repo.has_blob(oid):
+                href = (f"{base_url(request)}/api/localhub/lfs/{repo_type}s/{repo.repo_id}/{oid}"
+                        f"?sig={upload_signature(repo, oid)}")
                 answer["actions"] = {"upload": {"href": href, "header": {}}}
             objects.append(answer)
         return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
@@ -333,7 +352,8 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     @app.put("/api/localhub/lfs/{plural}/{namespace}/{name}/{oid}")
     async def lfs_upload(request: Request, plural: str, namespace: str, name: str, oid: str, sig: str = ""):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
-        if not hmac.compare_digest(sig, upload_signature(repo, oid)):
+        validate_oid(oid)
+        if not hmac.compare_digest(sig.encode(), upload_signature(repo, oid).encode()):
             raise HubHTTPError(403, "invalid upload signature: ask the LFS batch endpoint for a new upload URL")
         staging = repo.root / "blobs" / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
@@ -352,7 +372,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def commit(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "commit", namespace, name)
-        lines = [json.loads(line) for line in (await request.body()).splitlines() if line.strip()]
+        lines = commit_lines(await request.body())
         commit_id = await run_in_threadpool(apply_commit, repo, branch, lines)
         url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit_id}"
         return {"success": True, "commitOid": commit_id, "commitUrl": url, "pullRequestUrl": None}
@@ -386,6 +406,9 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     def space_runtime(namespace: str, name: str):
         return spaces.runtime(space(namespace, name))
 
+    def variable(request_body: dict, kind: str) -> tuple[str, str]:
+        return validate_variable(kind, request_body.get("key"), request_body.get("value"), hub_is_open=token is None)
+
     @app.post("/api/spaces/{namespace}/{name}/restart")
     def restart_space(namespace: str, name: str):
         return spaces.restart(space(namespace, name))
@@ -400,12 +423,13 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
 
     @app.post("/api/spaces/{namespace}/{name}/variables")
     async def add_variable(request: Request, namespace: str, name: str):
-        body = await request.json()
-        return spaces.set_variable(space(namespace, name), body["key"], str(body["value"]), body.get("description"))
+        body = await json_body(request)
+        key, value = variable(body, "variable")
+        return spaces.set_variable(space(namespace, name), key, value, optional(body, "description"))
 
     @app.delete("/api/spaces/{namespace}/{name}/variables")
     async def delete_variable(request: Request, namespace: str, name: str):
-        return spaces.delete_variable(space(namespace, name), (await request.json())["key"])
+        return spaces.delete_variable(space(namespace, name), field(await json_body(request), "key"))
 
     @app.get("/api/spaces/{namespace}/{name}/secrets")
     def get_secrets(namespace: str, name: str):
@@ -413,28 +437,53 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
 
     @app.post("/api/spaces/{namespace}/{name}/secrets")
     async def add_secret(request: Request, namespace: str, name: str):
-        body = await request.json()
-        spaces.set_secret(space(namespace, name), body["key"], str(body["value"]))
+        key, value = variable(await json_body(request), "secret")
+        spaces.set_secret(space(namespace, name), key, value)
         return {}
 
     @app.delete("/api/spaces/{namespace}/{name}/secrets")
     async def delete_secret(request: Request, namespace: str, name: str):
-        spaces.delete_secret(space(namespace, name), (await request.json())["key"])
+        spaces.delete_secret(space(namespace, name), field(await json_body(request), "key"))
         return {}
 
     @app.put("/api/spaces/{namespace}/{name}/local-app")
     async def bind_local_app(request: Request, namespace: str, name: str):
-        body = await request.json()
+        body = await json_body(request)
         data = spaces.bind(space(namespace, name), body.get("command"), body.get("cwd"),
                            bool(body.get("serves_http", True)))
         return data["app"]
 
     @app.get("/api/spaces/{namespace}/{name}/local-app/logs")
     def local_app_logs(namespace: str, name: str, lines: int = 100):
+        if not 0 < lines <= MAX_LOG_LINES:
+            raise HubHTTPError(422, f"'lines' must be between 1 and {MAX_LOG_LINES}, got {lines}")
         return {"lines": spaces.logs(space(namespace, name), lines)}
 
     app.include_router(web_router(store, spaces, token))  # the page at / (localhub/web.py)
     return app
+
+
+def decode_base64(text: str, path: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise HubHTTPError(400, f"the content of {path!r} is not valid base64") from None
+
+
+def commit_lines(body: bytes) -> list[dict]:
+    """The ndjson commit payload: one JSON object per line; 400 naming the bad line."""
+    lines = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as error:
+            raise HubHTTPError(400, f"line {number} of the commit payload is not JSON: {error}") from None
+        if not isinstance(item, dict) or not isinstance(item.get("value", {}), dict):
+            raise HubHTTPError(400, f"line {number} of the commit payload must be {{'key': ..., 'value': {{...}}}}")
+        lines.append(item)
+    return lines
 
 
 def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
@@ -444,25 +493,30 @@ def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
         key, value = line.get("key"), line.get("value", {})
         if key == "header":
             header = value
-        elif key == "file":
-            if value.get("encoding", "base64") != "base64":
-                raise HubHTTPError(400, f"unsupported encoding {value.get('encoding')!r} for {value.get('path')!r}")
-            data = base64.b64decode(value["content"])
-            additions[value["path"]] = Entry(value["path"], repo.put_blob(data), len(data), git_blob_oid(data), False)
-        elif key == "lfsFile":
-            sha = value["oid"]
-            if not repo.has_blob(sha):
-                raise HubHTTPError(422, f"LFS object {sha} of {value['path']!r} was never uploaded")
-            size = repo.blob_path(sha).stat().st_size
-            additions[value["path"]] = Entry(value["path"], sha, size, lfs_pointer_oid(sha, size), True)
-        elif key in ("deletedFile", "deletedFolder"):
-            deletions.append(value["path"])
-        else:
+            continue
+        if key not in ("file", "lfsFile", "deletedFile", "deletedFolder"):
             raise HubHTTPError(400, f"unsupported commit operation {key!r}")
-    if not header.get("summary"):
+        where = f"a {key!r} commit operation"
+        path = field(value, "path", str, where)
+        validate_repo_path(path.rstrip("/") if key == "deletedFolder" else path)
+        if key == "file":
+            if value.get("encoding", "base64") != "base64":
+                raise HubHTTPError(400, f"unsupported encoding {value.get('encoding')!r} for {path!r}")
+            data = decode_base64(field(value, "content", str, where), path)
+            additions[path] = Entry(path, repo.put_blob(data), len(data), git_blob_oid(data), False)
+        elif key == "lfsFile":
+            sha = validate_oid(field(value, "oid", str, where))
+            if not repo.has_blob(sha):
+                raise HubHTTPError(422, f"LFS object {sha} of {path!r} was never uploaded")
+            size = repo.blob_path(sha).stat().st_size
+            additions[path] = Entry(path, sha, size, lfs_pointer_oid(sha, size), True)
+        else:
+            deletions.append(path)
+    summary = optional(header, "summary", str, "the commit header")
+    if not summary:
         raise HubHTTPError(400, "the commit has no message (header.summary)")
-    return repo.make_commit(branch, header["summary"], header.get("description", ""), additions, deletions,
-                            header.get("parentCommit"))
+    return repo.make_commit(branch, summary, optional(header, "description", str, "the commit header") or "",
+                            additions, deletions, optional(header, "parentCommit", str, "the commit header"))
 
 
 def lfs_pointer_oid(sha256: str, size: int) -> str:

@@ -4,24 +4,43 @@ restart = stop the old child, start the command in a new process group with the 
 variables and secrets in its environment; pause = kill it. The stage is read from the child:
 BUILDING until it serves (or right away for apps that serve no HTTP), RUNNING while it runs,
 RUNTIME_ERROR when it exits non-zero on its own, STOPPED when it exits 0, PAUSED after pause.
-Variables and the binding persist in space.json; secrets live in memory only (never on disk).
+Variables and the binding persist in space.json; secrets in DATA_DIR/spaces-secrets.json, which
+only the owner can read (mode 0600), so Spaces restarted with the hub get theirs back.
+
+A Space gets a minimal environment (PASSED_ENV from the hub's own, then its variables and secrets,
+then what the hub sets), never the hub's token or another Space's settings. Children never outlive
+the hub: stop_all at exit, PR_SET_PDEATHSIG on Linux for a SIGKILLed hub, and the pids recorded in
+DATA_DIR/spaces-pids.json are killed when the next hub starts on the same data dir.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .security import VARIABLE_NAME, scrub
 from .storage import HubHTTPError, Repo, now_iso, read_json, write_json_atomic
 
 LOG_NAME = "app.log"
+SECRETS_FILE, PIDS_FILE = "spaces-secrets.json", "spaces-pids.json"
 STOP_GRACE_S = 5.0
+# What a Space takes from the hub's environment: where programs and the venv are, the locale and
+# a few harmless process knobs. Everything else (LOCALHUB_TOKEN, HF_TOKEN, WANDB_API_KEY, ...) stays out.
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+              "VIRTUAL_ENV", "SYSTEMROOT", "HF_HOME", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_OFFLINE", "WANDB_MODE",
+              "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+PASSED_ENV_PATTERN = re.compile(r"^LC_[A-Z_]+$")
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -34,6 +53,37 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def space_env(variables: dict[str, str], secrets: dict[str, str], hub_set: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k in PASSED_ENV or PASSED_ENV_PATTERN.match(k)}
+    return {**base, **variables, **secrets, **hub_set}
+
+
+def die_with_parent():
+    """A preexec_fn: on Linux the child gets SIGKILL when the thread that spawned it ends, so a
+    SIGKILLed hub leaves no Space behind (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the hub died before prctl took effect
+            os._exit(1)
+    return preexec
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of a live process (Linux /proc), to tell a recorded child from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def open_log(path: Path):
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
 
 
 def tail(path: Path, lines: int) -> list[str]:
@@ -55,17 +105,30 @@ class Child:
 class SpaceRuntimes:
     """Runtime state of every local Space; one lock guards the children."""
 
-    def __init__(self, hub_url: str):
+    def __init__(self, hub_url: str, data_dir: Path | None = None, hidden: list[str] | None = None):
+        """`data_dir` holds the secrets and child pids (None: secrets in memory only); `hidden`
+        values (the hub token) are scrubbed from logs like secrets."""
         self.hub_url = hub_url
+        self.data_dir, self.hidden = data_dir, list(hidden or [])
         self._children: dict[str, Child] = {}
-        self._secrets: dict[str, dict[str, str]] = {}
         self._lock = threading.RLock()
+        self._secrets: dict[str, dict[str, str]] = self._load_secrets()
+        # children are spawned from one thread that lives as long as the hub: PR_SET_PDEATHSIG
+        # fires when the spawning *thread* ends, and request worker threads come and go
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localhub-spawn")
 
     # --- persisted settings ----------------------------------------------------------
     @staticmethod
     def settings(repo: Repo) -> dict:
+        """space.json with defaults; an unreadable one (hand edits, an older version) reads as a
+        Space in RUNTIME_ERROR with the reason in "error", never as an exception."""
         path = repo.root / "space.json"
-        data = read_json(path) if path.exists() else {}
+        try:
+            data = read_json(path) if path.exists() else {}
+            check_settings(data)
+        except (OSError, ValueError, TypeError) as error:
+            return {"variables": {}, "app": None, "desired": "stopped", "stage": "RUNTIME_ERROR",
+                    "error": f"{path} is unreadable ({error}); set the Space's variables and bind it again"}
         data.setdefault("variables", {})
         data.setdefault("app", None)
         data.setdefault("desired", "stopped")
@@ -74,7 +137,28 @@ class SpaceRuntimes:
 
     @staticmethod
     def save(repo: Repo, data: dict) -> None:
-        write_json_atomic(repo.root / "space.json", data)
+        path = repo.root / "space.json"
+        if data.pop("error", None) and path.exists():
+            os.replace(path, path.with_name(f"space.json.unreadable-{int(time.time())}"))  # kept, not lost
+        write_json_atomic(path, data)
+
+    def _load_secrets(self) -> dict[str, dict[str, str]]:
+        path = self.data_dir / SECRETS_FILE if self.data_dir else None
+        if path is None or not path.exists():
+            return {}
+        try:
+            data = read_json(path)
+            if all(isinstance(v, dict) for v in data.values()):
+                return data
+        except (OSError, ValueError, AttributeError):
+            pass
+        return {}  # an unreadable secrets file: the Spaces fail with 401 until their secrets are set again
+
+    def _save_secrets(self) -> None:
+        if self.data_dir:
+            path = self.data_dir / SECRETS_FILE
+            write_json_atomic(path, self._secrets)  # mkstemp + rename: created 0600
+            path.chmod(0o600)
 
     def update(self, repo: Repo, **changes) -> dict:
         with repo.lock:
@@ -100,10 +184,19 @@ class SpaceRuntimes:
     def set_secret(self, repo: Repo, key: str, value: str) -> None:
         with self._lock:
             self._secrets.setdefault(repo.repo_id, {})[key] = value
+            self._save_secrets()
 
     def delete_secret(self, repo: Repo, key: str) -> None:
         with self._lock:
             self._secrets.get(repo.repo_id, {}).pop(key, None)
+            self._save_secrets()
+
+    def forget(self, repo: Repo) -> None:
+        """A deleted Space: stop it and drop its secrets (a new repo of that name starts clean)."""
+        with self._lock:
+            self.pause(repo)
+            if self._secrets.pop(repo.repo_id, None) is not None:
+                self._save_secrets()
 
     def secret_names(self, repo: Repo) -> list[str]:
         return sorted(self._secrets.get(repo.repo_id, {}))
@@ -111,7 +204,7 @@ class SpaceRuntimes:
     def secret_values(self) -> list[str]:
         """Every Space's secret values: what the web page must never show."""
         with self._lock:
-            return [value for secrets in self._secrets.values() for value in secrets.values()]
+            return [value for secrets in self._secrets.values() for value in secrets.values()] + self.hidden
 
     def bind(self, repo: Repo, command: list[str], cwd: str | None, serves_http: bool) -> dict:
         if not command or not all(isinstance(part, str) for part in command):
@@ -140,30 +233,35 @@ class SpaceRuntimes:
 
     def _spawn(self, repo: Repo, app: dict) -> Child:
         port = free_port()
-        data = self.settings(repo)
-        env = {
-            **os.environ,
-            **{key: item["value"] for key, item in data["variables"].items()},
-            **self._secrets.get(repo.repo_id, {}),
-            "PORT": str(port),
-            "SPACE_ID": repo.repo_id,
-            "HF_ENDPOINT": self.hub_url,
-            "LOCALHUB_URL": self.hub_url,
-            "HF_HUB_DISABLE_XET": "1",
-        }
-        log = open(repo.root / LOG_NAME, "ab", buffering=0)
+        log = open_log(repo.root / LOG_NAME)
         log.write(f"===== {now_iso()} restart: {' '.join(app['command'])} (PORT={port})\n".encode())
+        variables, secrets = self._usable(repo, log)
+        env = space_env(variables, secrets, {"PORT": str(port), "SPACE_ID": repo.repo_id, "HF_ENDPOINT": self.hub_url,
+                                             "LOCALHUB_URL": self.hub_url, "HF_HUB_DISABLE_XET": "1"})
         try:
-            process = subprocess.Popen(
-                app["command"], cwd=app.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        except OSError as error:
+            process = self._spawner.submit(
+                subprocess.Popen, app["command"], cwd=app.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
+            ).result()
+        except (OSError, ValueError, subprocess.SubprocessError) as error:
             log.write(f"cannot start the app: {error}\n".encode())
             log.close()
             self.update(repo, stage="RUNTIME_ERROR")
             raise HubHTTPError(400, f"cannot start the app of Space {repo.repo_id!r}: {error}") from None
+        self._record_pid(repo.repo_id, process.pid)
         return Child(process=process, port=port, serves_http=app.get("serves_http", True), log=log)
+
+    def _usable(self, repo: Repo, log) -> tuple[dict[str, str], dict[str, str]]:
+        """The Space's variables and secrets that can enter an environment; the others (stored by an
+        older hub that did not validate them) are left out with a line in the log."""
+        variables = {key: item.get("value") for key, item in self.settings(repo)["variables"].items()}
+        chosen = []
+        for kind, items in (("variable", variables), ("secret", self._secrets.get(repo.repo_id, {}))):
+            good = {k: v for k, v in items.items() if VARIABLE_NAME.match(k) and isinstance(v, str) and "\0" not in v}
+            for key in sorted(set(items) - set(good)):
+                log.write(f"{kind} {key!r} left out: invalid name or value; set it again\n".encode())
+            chosen.append(good)
+        return chosen[0], chosen[1]
 
     def _stop_child(self, space_id: str) -> None:
         child = self._children.pop(space_id, None)
@@ -172,6 +270,45 @@ class SpaceRuntimes:
         if child.process.poll() is None:
             kill_group(child.process)
         child.log.close()
+        self._record_pid(space_id, None)
+
+    # --- pids of the children, for the next hub on this data dir ---------------------
+    def _pids(self) -> dict:
+        path = self.data_dir / PIDS_FILE if self.data_dir else None
+        try:
+            data = read_json(path) if path and path.exists() else {}
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _record_pid(self, space_id: str, pid: int | None) -> None:
+        if not self.data_dir:
+            return
+        with self._lock:
+            pids = self._pids()
+            if pid is None:
+                pids.pop(space_id, None)
+            else:
+                pids[space_id] = {"pid": pid, "start": process_start(pid)}
+            write_json_atomic(self.data_dir / PIDS_FILE, pids)
+
+    def kill_previous_children(self) -> list[int]:
+        """Kill the Space processes a previous hub on this data dir left running; their pids."""
+        killed = []
+        for record in self._pids().values():
+            pid = record.get("pid") if isinstance(record, dict) else None
+            if isinstance(pid, int) and pid > 1 and record.get("start") and process_start(pid) == record["start"]:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    try:
+                        os.killpg(pid, sig)
+                    except (ProcessLookupError, PermissionError):
+                        break
+                    if wait_gone(pid, STOP_GRACE_S):
+                        break
+                killed.append(pid)
+        if self.data_dir:
+            (self.data_dir / PIDS_FILE).unlink(missing_ok=True)
+        return killed
 
     def stage(self, repo: Repo) -> str:
         """Current stage; a child that ended on its own moves the Space to RUNTIME_ERROR/STOPPED."""
@@ -187,6 +324,7 @@ class SpaceRuntimes:
             else:
                 stage = "STOPPED" if code == 0 else "RUNTIME_ERROR"
                 self._children.pop(repo.repo_id).log.close()
+                self._record_pid(repo.repo_id, None)
                 self.update(repo, stopped_at=now_iso())
             if stage != data["stage"]:
                 self.update(repo, stage=stage)
@@ -211,14 +349,18 @@ class SpaceRuntimes:
             "localApp": data["app"],
         }
         if stage == "RUNTIME_ERROR":
-            runtime["errorMessage"] = "\n".join(tail(repo.root / LOG_NAME, 20))
+            reason = [data["error"]] if data.get("error") else []
+            runtime["errorMessage"] = "\n".join(reason + self.logs(repo, 20))
         return runtime
 
     def logs(self, repo: Repo, lines: int) -> list[str]:
-        return tail(repo.root / LOG_NAME, lines)
+        """The log tail, with every secret value (of any Space) and the hub token masked."""
+        secrets = self.secret_values()
+        return [scrub(line, secrets) for line in tail(repo.root / LOG_NAME, lines)]
 
     def resume_running(self, repos: list[Repo]) -> None:
-        """After a hub restart, start again the Spaces that were running (as the Hub does after a reboot)."""
+        """After a hub restart, start again the Spaces that were running (as the Hub does after a
+        reboot). A Space that cannot start is left in RUNTIME_ERROR: the hub itself always starts."""
         for repo in repos:
             data = self.settings(repo)
             if data["desired"] == "running" and data["app"]:
@@ -226,11 +368,37 @@ class SpaceRuntimes:
                     self.restart(repo)
                 except HubHTTPError:
                     pass  # stage is RUNTIME_ERROR with the reason in app.log
+                except Exception as error:  # noqa: BLE001 - one broken Space must not stop the hub
+                    with open_log(repo.root / LOG_NAME) as log:
+                        log.write(f"cannot resume the Space: {type(error).__name__}: {error}\n".encode())
+                    self.update(repo, stage="RUNTIME_ERROR")
 
     def stop_all(self) -> None:
         with self._lock:
             for space_id in list(self._children):
                 self._stop_child(space_id)
+
+
+def check_settings(data) -> None:
+    """TypeError unless space.json has the shape this hub writes."""
+    if not isinstance(data, dict) or not isinstance(data.get("variables", {}), dict):
+        raise TypeError("not an object with a 'variables' object")
+    if not all(isinstance(item, dict) for item in data.get("variables", {}).values()):
+        raise TypeError("a variable is not an object")
+    app = data.get("app")
+    if app is not None and not (isinstance(app, dict) and isinstance(app.get("command"), list)):
+        raise TypeError("'app' is not an object with a 'command' list")
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def kill_group(process: subprocess.Popen) -> None:

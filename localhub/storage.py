@@ -28,6 +28,7 @@ BINARY_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".onnx", ".parquet", "
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 class HubHTTPError(Exception):
@@ -102,6 +103,8 @@ class Repo:
 
     # --- blobs ---------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
+        if not isinstance(sha256, str) or not OID_PATTERN.match(sha256):  # the last guard before a file path
+            raise HubHTTPError(422, f"invalid LFS oid {sha256!r}: must be the 64 hex characters of a sha256")
         return self.root / "blobs" / sha256[:2] / sha256
 
     def has_blob(self, sha256: str) -> bool:
@@ -251,6 +254,8 @@ class Store:
 
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # repos, secrets and logs are the owner's only
         self._repos: dict[tuple[str, str], Repo] = {}
         self._lock = threading.Lock()
 

@@ -6,7 +6,9 @@
 
 The buttons POST to /api/spaces/{id}/restart|pause, the endpoints HfApi.restart_space and
 pause_space call, so a hub with a token refuses them without it like any other write. Every
-value is HTML-escaped, and Space secret values and the hub token are scrubbed from every answer.
+value is masked first (secret values, the hub token, secret-named variables, URL passwords), then
+HTML-escaped while rendering: masking rendered HTML could cut its markup apart. A malformed
+metadata.json or data file shows as that version's error; the rest of the page still renders.
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ from pathlib import Path, PurePosixPath
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
+from configs import mask_url
+
+from .security import MASK, scrub_data
 from .spaces import SpaceRuntimes
 from .storage import HubHTTPError, Repo, Store
 
 ASSETS = Path(__file__).with_name("web")
 LOG_LINES = 40
-MASK = "***"
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|_KEY$", re.IGNORECASE)
 MODEL_ID_VARIABLE, REVISION_VARIABLE = "MODEL_ID", "MODEL_REVISION"  # the inference Space's settings
 SPLITS = ("train", "validation", "test")
@@ -95,6 +99,15 @@ def shown_command(app: dict | None) -> str | None:
     return shlex.join([Path(command[0]).name, *command[1:]])  # the interpreter's folder is noise
 
 
+def shown_variable(key: str, value) -> str:
+    if SECRET_NAME.search(key):
+        return MASK
+    try:
+        return mask_url(str(value))  # postgresql://user:pw@host/db shows as user:***@host
+    except ValueError:  # not a URL after all (e.g. an unbalanced '[')
+        return str(value)
+
+
 def space_view(repo: Repo, spaces: SpaceRuntimes) -> dict:
     runtime, settings = spaces.runtime(repo), spaces.settings(repo)
     return {
@@ -104,7 +117,7 @@ def space_view(repo: Repo, spaces: SpaceRuntimes) -> dict:
         "url": runtime["host"],
         "started_at": settings.get("started_at"),
         "stopped_at": settings.get("stopped_at"),
-        "variables": {key: MASK if SECRET_NAME.search(key) else item["value"]
+        "variables": {key: shown_variable(key, item.get("value"))
                       for key, item in sorted(settings["variables"].items())},
         "secrets": spaces.secret_names(repo),  # names only, as on the Hub
         "log": spaces.logs(repo, LOG_LINES),
@@ -128,17 +141,36 @@ def model_version(repo: Repo, tag: str, commit: str, served_by: list[dict]) -> d
     version = {"tag": tag, "commit": commit, "served_by": served_by, "has_metadata": metadata is not None,
                "confusion": {name.removeprefix("confusion_").removesuffix(".png"): file_url(repo, commit, name)
                              for name in sorted(files) if re.fullmatch(r"confusion_\w+\.png", name)}}
-    if metadata:
-        comparison, decision = metadata.get("comparison") or {}, metadata.get("decision") or {}
-        dataset = metadata.get("dataset") or {}
+    if metadata is not None:
+        comparison, decision, dataset = (obj(metadata, key) for key in ("comparison", "decision", "dataset"))
+        ci = comparison.get("delta_f1_ci")
         version.update(
-            candidate_f1=(comparison.get("candidate") or {}).get("macro_f1"),
-            deployed_f1=(comparison.get("deployed") or {}).get("macro_f1"),
-            delta_f1=comparison.get("delta_f1"), delta_f1_ci=comparison.get("delta_f1_ci"),
+            candidate_f1=number(obj(comparison, "candidate").get("macro_f1")),
+            deployed_f1=number(obj(comparison, "deployed").get("macro_f1")),
+            delta_f1=number(comparison.get("delta_f1")),
+            delta_f1_ci=ci if isinstance(ci, list) and len(ci) == 2 and all(number(c) is not None for c in ci) else None,
             n_samples=comparison.get("n_samples"), outcome=decision.get("outcome"), rule=decision.get("rule"),
-            reasons=decision.get("reasons") or [],
+            reasons=[str(r) for r in decision.get("reasons") or [] if r] if isinstance(decision.get("reasons"), list) else [],
             dataset=f"{dataset.get('repo')}@{dataset.get('revision')}" if dataset.get("repo") else None)
     return version
+
+
+def obj(data, key: str) -> dict:
+    """data[key] when both are JSON objects, else {}: metadata.json is written by other tools."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def number(value) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def guarded(read_version, repo: Repo, tag: str, commit: str, *args) -> dict:
+    """One version's view, or its error: one malformed file must not take the page down."""
+    try:
+        return read_version(repo, tag, commit, *args)
+    except Exception as error:  # noqa: BLE001 - files of any shape come from any uploader
+        return {"tag": tag, "commit": commit, "error": f"cannot read this version: {type(error).__name__}: {error}"}
 
 
 def model_view(repo: Repo, served: list[dict]) -> dict:
@@ -146,7 +178,8 @@ def model_view(repo: Repo, served: list[dict]) -> dict:
     newest = tags[0][0] if tags else None
     served_by = {tag: [{"space": s["space"], "stage": s["stage"]} for s in served if (s["tag"] or newest) == tag]
                  for tag, _ in tags}
-    return {"id": repo.repo_id, "versions": [model_version(repo, tag, commit, served_by[tag]) for tag, commit in tags]}
+    return {"id": repo.repo_id,
+            "versions": [guarded(model_version, repo, tag, commit, served_by[tag]) for tag, commit in tags]}
 
 
 def dataset_version(repo: Repo, tag: str, commit: str) -> dict:
@@ -161,7 +194,8 @@ def dataset_version(repo: Repo, tag: str, commit: str) -> dict:
 
 
 def dataset_view(repo: Repo) -> dict:
-    return {"id": repo.repo_id, "versions": [dataset_version(repo, tag, commit) for tag, commit in version_tags(repo)]}
+    return {"id": repo.repo_id,
+            "versions": [guarded(dataset_version, repo, tag, commit) for tag, commit in version_tags(repo)]}
 
 
 def existing(store: Store, repo_type: str) -> list[Repo]:
@@ -182,14 +216,6 @@ def overview(store: Store, spaces: SpaceRuntimes) -> dict:
         "models": [model_view(repo, served.get(repo.repo_id, [])) for repo in existing(store, "model")],
         "datasets": [dataset_view(repo) for repo in existing(store, "dataset")],
     }
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """Replace every secret, raw, HTML-escaped or JSON-escaped, with a mask."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        for form in {secret, html.escape(secret), json.dumps(secret)[1:-1]}:
-            text = text.replace(form, MASK)
-    return text
 
 
 # --- HTML --------------------------------------------------------------------------------
@@ -238,7 +264,14 @@ def render_served(served: dict) -> str:
     return f'<span class="served muted">pinned by {e(served["space"])} ({e(served["stage"])})</span>'
 
 
+def render_error_row(version: dict, columns: int) -> str:
+    return (f'<tr data-tag="{e(version["tag"])}"><td><code>{e(version["tag"])}</code></td>'
+            f'<td colspan="{columns}" class="error" data-role="error">{e(version["error"])}</td></tr>')
+
+
 def render_model_version(version: dict) -> str:
+    if "error" in version:
+        return render_error_row(version, 6)
     served = "".join(render_served(s) for s in version["served_by"])
     images = "".join(f'<figure><a href="{e(url)}"><img src="{e(url)}" alt="confusion matrix {e(name)}" loading="lazy">'
                      f"</a><figcaption>{e(name)}</figcaption></figure>" for name, url in version["confusion"].items())
@@ -275,6 +308,9 @@ def render_counts(split: dict) -> str:
 def render_dataset(dataset: dict) -> str:
     rows = []
     for version in dataset["versions"]:
+        if "error" in version:
+            rows.append(render_error_row(version, len(SPLITS) + 1))
+            continue
         cells = "".join(f'<td data-split="{e(name)}"><strong>{split["rows"]}</strong> rows{render_counts(split)}</td>'
                         if (split := version["splits"].get(name)) else "<td>–</td>" for name in SPLITS)
         reports = " ".join(f'<a href="{e(url)}">{e(path)}</a>' for path, url in version["reports"].items())
@@ -314,22 +350,20 @@ def render_page(data: dict, token_required: bool) -> str:
 def web_router(store: Store, spaces: SpaceRuntimes, token: str | None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    def secrets() -> list[str]:
-        return [*spaces.secret_values(), *([token] if token else [])]
+    def shown() -> dict:
+        """The overview with every secret masked, before anything renders it."""
+        return scrub_data(overview(store, spaces), [*spaces.secret_values(), *([token] if token else [])])
 
     @router.get("/")
     def page():
-        return HTMLResponse(scrub(render_page(overview(store, spaces), token is not None), secrets()),
-                            headers={"Cache-Control": "no-store"})
+        return HTMLResponse(render_page(shown(), token is not None), headers={"Cache-Control": "no-store"})
 
     @router.get("/localhub/sections")
     def sections():
-        return HTMLResponse(scrub(render_sections(overview(store, spaces)), secrets()),
-                            headers={"Cache-Control": "no-store"})
+        return HTMLResponse(render_sections(shown()), headers={"Cache-Control": "no-store"})
 
     @router.get("/api/localhub/overview")
     def overview_json():
-        text = json.dumps(overview(store, spaces), ensure_ascii=False)
-        return Response(scrub(text, secrets()), media_type="application/json")
+        return Response(json.dumps(shown(), ensure_ascii=False), media_type="application/json")
 
     return router

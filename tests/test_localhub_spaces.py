@@ -83,11 +83,12 @@ def test_restart_runs_app_with_variables_and_pause_stops_it(local_hub, hub_clien
     assert wait_dead(again["pid"])
 
 
-def test_secrets_never_written_to_disk(local_hub, hub_client, unique_repo_id, app_script):
+def test_secrets_are_written_only_to_the_owner_only_secrets_file(local_hub, hub_client, unique_repo_id, app_script):
     space = make_space(hub_client, unique_repo_id, local_hub.url, [sys.executable, str(app_script)])
     space.set_secret("API_KEY", "very-secret-value")
-    for path in local_hub.data_dir.rglob("*.json"):
-        assert "very-secret-value" not in path.read_text(), path
+    holders = [p.name for p in local_hub.data_dir.rglob("*") if p.is_file() and b"very-secret-value" in p.read_bytes()]
+    assert holders == ["spaces-secrets.json"]
+    assert (local_hub.data_dir / "spaces-secrets.json").stat().st_mode & 0o777 == 0o600
 
 
 def test_crashing_app_is_runtime_error_with_its_log(local_hub, hub_client, unique_repo_id):

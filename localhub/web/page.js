@@ -42,8 +42,9 @@ async function control(action, space) {
     return;
   }
   const path = space.split("/").map(encodeURIComponent).join("/");
-  const headers = token ? {Authorization: `Bearer ${token}`} : {};
-  const response = await fetch(`/api/spaces/${path}/${action}`, {method: "POST", headers});
+  // same-origin JSON: the hub refuses writes from other origins and bodies of other types
+  const headers = {"Content-Type": "application/json", ...(token ? {Authorization: `Bearer ${token}`} : {})};
+  const response = await fetch(`/api/spaces/${path}/${action}`, {method: "POST", headers, body: "{}"});
   if (!response.ok) {
     const reason = response.headers.get("X-Error-Message") || response.statusText;
     show(`Refused: ${action} ${space}: ${response.status} ${reason}`, "error");

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from model_pipeline import classification_metrics
+from metrics import classification_metrics
 
 
 class ComparisonError(RuntimeError):

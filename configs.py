@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,9 @@ REAL_HUB_ENDPOINT = "https://huggingface.co"
 LOCAL_HUB_ENDPOINT = "http://127.0.0.1:18765"
 DEFAULT_NAMESPACE = "retrainspace"
 MASK = "***"
+# One repo-name rule for the job and the local hub: each part of "namespace/name".
+REPO_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REPO_ID_RULE = "'namespace/name' (letters, digits, . _ -; each part starts with a letter or digit)"
 
 LABEL_SETS: dict[str, list[str]] = {
     "department": [
@@ -52,6 +56,17 @@ def mask_url(url: str | None) -> str | None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_repo_id(value: str) -> bool:
+    parts = value.split("/")
+    return len(parts) == 2 and all(REPO_NAME_PART.match(part) for part in parts)
+
+
+def repo_id_setting(value: str | None) -> str | None:
+    if value is not None and not is_repo_id(value):
+        raise ValueError(f"{value!r} is not a repo id: use {REPO_ID_RULE}")
+    return value
 
 
 def http_url(value: str | None) -> str | None:
@@ -178,6 +193,14 @@ class JobConfig(HubSettings):
     lock_ttl_s: float = Field(6 * 3600, gt=0, description="Age after which a run lock left by a dead run is ignored.")
 
     _api_endpoint_is_url = field_validator("api_endpoint")(http_url)
+    _repo_ids = field_validator("dataset_repo_id", "hub_model_id", "space_repo_id", "retrain_space_id")(repo_id_setting)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_repo_name(cls, value: str) -> str:
+        if not REPO_NAME_PART.match(value):
+            raise ValueError(f"{value!r} cannot own repos: use letters, digits, . _ - (see {REPO_ID_RULE})")
+        return value
 
     @field_validator("focal_alpha")
     @classmethod
@@ -218,7 +241,7 @@ class JobConfig(HubSettings):
     @property
     def embedded(self) -> bool:
         """No HF_TOKEN: the project's own local hub (at HF_ENDPOINT when the local hub started this
-        job as a Space, else LOCALHUB_URL or the default), which the job starts if nothing answers."""
+        job as a Space, else LOCALHUB_URL or the default); it must already run (`python -m localhub serve`)."""
         return self.hf_token is None
 
     @property

@@ -3,9 +3,11 @@
 Every call goes through `HfApi(endpoint=..., token=...)` with the endpoint passed explicitly:
 huggingface_hub and datasets read HF_ENDPOINT once at import time, so relying on the
 environment would silently talk to whichever Hub was configured first. For the same reason
-`HubClient.load_dataset` downloads the split files at the resolved commit through this client
-and lets `datasets` build them from the local copies, instead of `datasets.load_dataset(repo_id)`
-(which would use the import-time endpoint).
+`load_dataset.py` downloads the split files at the resolved commit through this client instead of
+calling `datasets.load_dataset(repo_id)` (which would use the import-time endpoint).
+
+This adapter starts no servers: without HF_TOKEN it expects the local hub to answer already
+(`python -m localhub serve`, `seed` or `demo` start it).
 
 Errors from huggingface_hub/httpx become `HubError` subclasses whose message names the
 repo/revision and the fix; the token never appears in them.
@@ -18,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import httpx
 import httpx2  # huggingface_hub's HTTP client
@@ -32,13 +34,10 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from configs import LOCAL_HUB_ENDPOINT, REAL_HUB_ENDPOINT
+from configs import REAL_HUB_ENDPOINT, REPO_ID_RULE
 
-SPLITS = ("train", "validation", "test")
-DATA_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 NUMBERED_TAG = re.compile(r"^v(\d+)$")
 TIMESTAMP_TAG = re.compile(r"^v(\d{8}_\d{6})(?:_([A-Za-z0-9.-]+))?$")
-LOCALHUB_DATA_DIR_ENV = "LOCALHUB_DATA_DIR"
 
 
 class HubError(RuntimeError):
@@ -83,17 +82,6 @@ def version_key(tag: str) -> tuple | None:
     return None
 
 
-def split_of(path: str) -> str | None:
-    """Which split a data file holds: train.csv, data/train-00000-of-00001.parquet, test/part.csv ..."""
-    pure = PurePosixPath(path)
-    if pure.suffix not in DATA_FORMATS:
-        return None
-    for split in SPLITS:
-        if pure.stem == split or pure.stem.startswith(f"{split}-") or split in pure.parts[:-1]:
-            return split
-    return None
-
-
 class HubClient:
     """Repos, revisions, tags, uploads and downloads over huggingface_hub.HfApi."""
 
@@ -108,20 +96,23 @@ class HubClient:
         self.cache_dir = str(cache_dir) if cache_dir else None
 
     @classmethod
-    def from_env(cls) -> "HubClient":
-        """For code running inside a Space: HF_ENDPOINT (set by the local hub too) and HF_TOKEN."""
-        endpoint = os.environ.get("HF_ENDPOINT") or os.environ.get("LOCALHUB_URL")
-        token = os.environ.get("HF_TOKEN")
-        return cls(endpoint or (REAL_HUB_ENDPOINT if token else LOCAL_HUB_ENDPOINT), token)
-
-    @classmethod
     def from_config(cls, cfg) -> "HubClient":
-        """The real Hub with HF_TOKEN, else the embedded local hub (started if nothing answers)."""
+        """The real Hub with HF_TOKEN; else the embedded local hub, which must already answer."""
+        client = cls(cfg.endpoint, cfg.token)
         if cfg.embedded:
-            import localhub
+            client.check_local_hub()
+        return client
 
-            localhub.ensure_running(cfg.endpoint, os.environ.get(LOCALHUB_DATA_DIR_ENV, localhub.DEFAULT_DATA_DIR))
-        return cls(cfg.endpoint, cfg.token)
+    def check_local_hub(self) -> None:
+        """Fail at once, with the fix, when no hub answers: an adapter starts no servers."""
+        try:
+            httpx.get(f"{self.endpoint}/api/localhub/health", timeout=5)
+        except httpx.HTTPError as error:
+            raise HubError(
+                f"no local hub answers at {self.endpoint} ({type(error).__name__}); without HF_TOKEN the job uses "
+                "the embedded local hub: start it with `python -m localhub serve` (or `python -m localhub demo`), "
+                "or set LOCALHUB_URL (or HF_ENDPOINT) to the URL of a running one"
+            ) from None
 
     def __repr__(self) -> str:
         return f"HubClient(endpoint={self.endpoint!r})"
@@ -136,7 +127,7 @@ class HubClient:
         try:
             yield
         except HFValidationError as error:
-            raise RepoNotFound(f"invalid repo id {repo_id!r} ({error}); use 'namespace/name'") from None
+            raise RepoNotFound(f"invalid repo id {repo_id!r} ({error}); use {REPO_ID_RULE}") from None
         except HfHubHTTPError as error:
             status = error.response.status_code if error.response is not None else None
             if status in (401, 403):
@@ -264,34 +255,6 @@ class HubClient:
         with self._errors(repo_id, repo_type, revision=branch):
             self.api.delete_branch(repo_id, branch=branch, repo_type=repo_type)
 
-    # --- datasets ------------------------------------------------------------------------
-    def load_dataset(self, repo_id: str, revision: str, repo_type: str = "dataset"):
-        """train/validation/test of a dataset repo at exactly `revision`, as a datasets.DatasetDict.
-
-        The revision is resolved to a commit first, so a branch that moves meanwhile cannot mix versions.
-        """
-        import datasets
-
-        commit = self.resolve_revision(repo_id, revision, repo_type)
-        files: dict[str, list[str]] = {split: [] for split in SPLITS}
-        for path in self.list_files(repo_id, commit, repo_type):
-            if split := split_of(path):
-                files[split].append(path)
-        missing = [split for split, paths in files.items() if not paths]
-        if missing:
-            raise HubError(
-                f"dataset {repo_id!r} at revision {revision!r} has no {', '.join(missing)} split: expected "
-                "train/validation/test CSV or Parquet files (e.g. train.csv or data/train-*.parquet)"
-            )
-        splits = {}
-        for split, paths in files.items():
-            formats = {DATA_FORMATS[PurePosixPath(p).suffix] for p in paths}
-            if len(formats) > 1:
-                raise HubError(f"split {split!r} of {repo_id!r}@{revision} mixes CSV and Parquet files: {paths}")
-            local = [str(self.download_file(repo_id, p, commit, repo_type)) for p in paths]
-            splits[split] = datasets.load_dataset(formats.pop(), data_files=local, split="train")
-        return datasets.DatasetDict(splits)
-
     def space(self, space_id: str) -> "SpaceController":
         return SpaceController(self, space_id)
 
@@ -310,7 +273,7 @@ class SpaceController:
         except RepoNotFound:
             raise SpaceNotFound(
                 f"Space {self.space_id!r} not found on {self.hub.endpoint}: check SPACE_REPO_ID / RETRAIN_SPACE_ID "
-                "(namespace/name), or create the Space"
+                f"({REPO_ID_RULE}), or create the Space"
             ) from None
 
     def state(self) -> SpaceState:

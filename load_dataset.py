@@ -13,15 +13,17 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 import pandas as pd
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from configs import normalize_text
-from hub import SPLITS, RepoNotFound, RevisionNotFound, split_of
+from hub import RepoNotFound, RevisionNotFound
 
+SPLITS = ("train", "validation", "test")
+DATA_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 TEXT_COLUMN = "text"
 NGRAM = 5
 EXAMPLES = 3
@@ -132,7 +134,7 @@ def _prefix_length(size: int, threshold: float) -> int:
     return size - math.ceil(threshold * size - 1e-9) + 1
 
 
-class NearDuplicateIndex:
+class JaccardIndex:
     """Exact Jaccard similarity join over character n-grams, fast through prefix filtering.
 
     Grams are ordered rarest first, so the indexed prefixes hold rare grams (place names,
@@ -190,7 +192,7 @@ def find_leaks(texts: list[str], earlier: list[str], threshold: float) -> list[L
     first_row: dict[str, int] = {}
     for i, text in enumerate(earlier):
         first_row.setdefault(normalize_text(text), i)
-    index = NearDuplicateIndex(earlier, threshold, all_texts=texts)
+    index = JaccardIndex(earlier, threshold, all_texts=texts)
     leaks = []
     for row, text in enumerate(texts):
         if (match := first_row.get(normalize_text(text))) is not None:
@@ -408,6 +410,17 @@ def resolve_dataset_revision(hub, cfg) -> tuple[str, str]:
             f"dataset repo {repo} does not exist at {cfg.endpoint}; set DATASET_REPO_ID, or seed the "
             f"embedded hub (python -m localhub seed)."
         ) from None
+
+
+def split_of(path: str) -> str | None:
+    """Which split a data file holds: train.csv, data/train-00000-of-00001.parquet, test/part.csv ..."""
+    pure = PurePosixPath(path)
+    if pure.suffix not in DATA_FORMATS:
+        return None
+    for split in SPLITS:
+        if pure.stem == split or pure.stem.startswith(f"{split}-") or split in pure.parts[:-1]:
+            return split
+    return None
 
 
 def find_split_files(paths: list[str]) -> dict[str, list[str]]:

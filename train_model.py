@@ -4,8 +4,7 @@
     -> restart + verify -> summary; finally: finish W&B, write the summary, pause this Space.
 
 Under `torchrun --nproc_per_node N` every process trains; only rank 0 takes the lock, compares,
-decides, deploys, writes and pauses. The steps import torch and friends inside, so `--help`
-and a bad setting answer at once.
+decides, deploys, writes and pauses.
 """
 from __future__ import annotations
 
@@ -16,7 +15,38 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from pydantic import SecretStr
+
+from compare import ComparisonError, build_comparison, decide, deployed_predictions, stratified_sample
 from configs import ConfigError, JobConfig, add_setting_flags, load_config
+from deploy import (
+    REVISION_VARIABLE,
+    LockBusy,
+    RunLock,
+    build_metadata,
+    push_and_tag,
+    release_folder,
+    restart_with_rollback,
+    serve_revision,
+    version_tag,
+    version_tags,
+)
+from deployed_api import DeployedAPIError, DeployedModelClient
+from hub import HubClient, HubError, SpaceController, version_key
+from load_dataset import load_versioned_dataset, resolve_dataset_revision
+from metrics import confusion_matrix_png
+from status_page import start_status_page
+from summary import RunResult, write_summary
+from tracking import RunTracker
+
+
+def training():
+    """model_pipeline, imported on first use: torch and transformers take seconds to import,
+    and `--help` or a bad setting must answer at once."""
+    import model_pipeline
+
+    return model_pipeline
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,17 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(cfg: JobConfig, status_port: int | None = None):
     """The job. Returns the RunResult; re-raises the original error after the cleanup."""
-    from deploy import LockBusy, RunLock
-    from hub import HubClient
-    from model_pipeline import is_main_process
-    from summary import RunResult
-    from tracking import RunTracker
 
     result = RunResult(label=cfg.label, run_dir=new_run_dir(cfg))
-    if not is_main_process():
+    if not training().is_main_process():
         return run_worker(cfg, result)
     if status_port:
-        from status_page import start_status_page
         start_status_page(status_port, result.status)
     hub = tracker = None
     try:
@@ -88,13 +112,10 @@ def run(cfg: JobConfig, status_port: int | None = None):
 
 def run_worker(cfg: JobConfig, result):
     """A rank > 0 under torchrun: load the same data, train with rank 0, nothing else."""
-    from hub import HubClient
-    from load_dataset import load_versioned_dataset
-    from model_pipeline import train
 
     hub = HubClient.from_config(cfg)
     dataset, _ = load_versioned_dataset(cfg, hub)
-    train(cfg, limit_train_rows(cfg, dataset), fetch_base_model(cfg, hub), result.run_dir / "train")
+    training().train(cfg, limit_train_rows(cfg, dataset), fetch_base_model(cfg, hub), result.run_dir / "train")
     result.outcome = "skipped"  # rank 0 compares, decides and deploys
     return result
 
@@ -107,9 +128,6 @@ def limit_train_rows(cfg: JobConfig, dataset):
 
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
-    from compare import decide
-    from load_dataset import load_versioned_dataset
-    from model_pipeline import train
 
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
@@ -119,7 +137,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
 
     result.enter("train")
     base_model_dir = fetch_base_model(cfg, hub)
-    trained = train(cfg, dataset, base_model_dir, result.run_dir / "train", tracker=tracker)
+    trained = training().train(cfg, dataset, base_model_dir, result.run_dir / "train", tracker=tracker)
     result.training = {"validation": trained.eval_metrics, "test": trained.test_metrics,
                        "seconds": trained.train_seconds}
 
@@ -150,14 +168,11 @@ def fetch_base_model(cfg: JobConfig, hub) -> Path:
 
 def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, tracker):
     """Score the candidate locally and the deployed Space over HTTP on the same samples."""
-    import numpy as np
 
-    from compare import build_comparison, deployed_predictions, stratified_sample
-    from model_pipeline import confusion_matrix_png, predict
 
     samples = stratified_sample(dataset["test"].to_pandas(), "label", cfg.deployed_sample_size, cfg.seed)
     texts, y_true = samples["text"].tolist(), samples["label"].to_numpy()
-    candidate, _ = predict(trained.model, trained.tokenizer, texts, cfg.eval_batch_size, cfg.max_length)
+    candidate, _ = training().predict(trained.model, trained.tokenizer, texts, cfg.eval_batch_size, cfg.max_length)
     scores, deployed_revision = score_deployed(cfg, hub, texts)
     failures = dict(scores.failures) if scores else {}
     deployed = deployed_predictions(scores.labels, cfg.label2id, failures) if scores else None
@@ -180,9 +195,6 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
 def score_deployed(cfg: JobConfig, hub, texts: list[str]):
     """(scores, served revision) from the deployed Space; (None, None) when nothing is deployed yet.
     A deployed model that cannot be scored fails the run: never promote blindly."""
-    from compare import ComparisonError
-    from deployed_api import DeployedAPIError, DeployedModelClient
-    from hub import HubError, SpaceController
 
     deployed_tag = hub.newest_version_tag(cfg.model_repo)
     if deployed_tag is None:
@@ -203,7 +215,6 @@ def score_deployed(cfg: JobConfig, hub, texts: list[str]):
 
 
 def write_metadata(cfg: JobConfig, result) -> dict:
-    from deploy import build_metadata, version_tag
 
     metadata = build_metadata(cfg, version_tag(), result.dataset, result.comparison, result.decision,
                               result.training)
@@ -213,8 +224,6 @@ def write_metadata(cfg: JobConfig, result) -> dict:
 
 def deploy_candidate(cfg: JobConfig, hub, trained, metadata: dict, result) -> None:
     """One commit, a tag on it, then restart the inference Space and verify (or roll back)."""
-    from deploy import push_and_tag, release_folder, restart_with_rollback, version_tags
-    from hub import SpaceController
 
     previous = (version_tags(hub, cfg.model_repo) or [None])[-1]
     plots = sorted(result.run_dir.glob("confusion_*.png"))
@@ -230,7 +239,6 @@ def deploy_candidate(cfg: JobConfig, hub, trained, metadata: dict, result) -> No
 def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
     """Always: W&B finished, summary written, this Space paused. Never hides the original error.
     Pausing comes last: pausing its own Space stops this process, on the Hub as locally."""
-    from summary import write_summary
 
     result.seconds = time.time() - result.started_at
     if tracker is not None:
@@ -246,7 +254,6 @@ def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
 
 
 def pause_self(cfg: JobConfig, hub) -> str | None:
-    from hub import HubClient, HubError, SpaceController
 
     if not cfg.retrain_space:
         return None
@@ -262,7 +269,6 @@ def pause_self_without_config() -> None:
     """Bad settings must not leave the Space restart-looping: pause it with what the env has."""
     space_id = os.environ.get("RETRAIN_SPACE_ID") or os.environ.get("SPACE_ID")
     if space_id:
-        from pydantic import SecretStr
 
         token = os.environ.get("HF_TOKEN")
         cfg = JobConfig.model_construct(label="urgency", retrain_space_id=space_id,
@@ -284,8 +290,6 @@ def new_run_dir(cfg: JobConfig) -> Path:
 
 
 def dry_run(cfg: JobConfig) -> int:
-    from hub import HubClient
-    from load_dataset import resolve_dataset_revision
 
     print(json.dumps(cfg.dump(), indent=2))
     revision, commit = resolve_dataset_revision(HubClient.from_config(cfg), cfg)
@@ -294,8 +298,6 @@ def dry_run(cfg: JobConfig) -> int:
 
 
 def rollback(cfg: JobConfig, to: str | None) -> int:
-    from deploy import REVISION_VARIABLE, serve_revision, version_tags
-    from hub import HubClient, SpaceController, version_key
 
     hub = HubClient.from_config(cfg)
     space = SpaceController(hub, cfg.inference_space)

@@ -40,8 +40,7 @@ from configs import LABEL_SETS, ConfigError, JobConfig, load_config, normalize_t
 from feedback.groups import group_new_texts
 from feedback.settings import FeedbackSettings
 from feedback.store import FeedbackError, FeedbackStore, Report
-from hub import SPLITS
-from load_dataset import DatasetError, find_split_files, read_split_file, validate_splits
+from load_dataset import SPLITS, DatasetError, find_split_files, read_split_file, validate_splits
 
 
 REPORT_FILE = "feedback_report.json"

@@ -4,7 +4,7 @@
     python -m localhub demo [--label urgency] [--base-model e5|tiny]
 
 seed (idempotent): dataset repos tagged v1 from data/complaints, an offline base model, a first
-deployed model, and the two local Spaces per LABEL (inference API bound to `python -m
+deployed model (promoted by the real job, run on 60 rows), and the two local Spaces per LABEL (inference API bound to `python -m
 inference_space`, retrain job bound to `python train_model.py`). demo: seed, then restart the
 retrain Space exactly as the Restart button does, follow its log until it pauses itself, and
 print where the summary, metadata.json and the W&B offline run are.
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from configs import DEFAULT_NAMESPACE, LABEL_SETS, JobConfig
+import train_model
+from configs import DEFAULT_NAMESPACE, JobConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = PROJECT_ROOT / "data" / "complaints"
@@ -79,30 +80,22 @@ def seed_base_model(hub, kind: str, namespace: str) -> str:
 
 
 def seed_first_model(hub, cfg: JobConfig) -> str:
-    """Train a weak first model and publish it the way a promotion does: one commit, one tag."""
-    from compare import Comparison, Decision
-    from deploy import build_metadata, push_and_tag, release_folder, version_tag
-    from load_dataset import load_versioned_dataset
-    from model_pipeline import train
-
+    """Run the real job once on FIRST_MODEL_TRAIN_ROWS rows with a first-deploy floor of 0: it is
+    promoted through the job's own decide/deploy path (one commit, one tag, restart, verify)."""
     existing = hub.newest_version_tag(cfg.model_repo) if hub.repo_exists(cfg.model_repo) else None
     if existing:
         return existing
-    say(f"training a first deployed model for {cfg.label} on {FIRST_MODEL_TRAIN_ROWS} rows ...")
-    dataset, report = load_versioned_dataset(cfg, hub)
-    dataset["train"] = dataset["train"].shuffle(seed=cfg.seed).select(range(FIRST_MODEL_TRAIN_ROWS))
+    say(f"running the job for a first deployed model for {cfg.label} on {FIRST_MODEL_TRAIN_ROWS} rows ...")
     with tempfile.TemporaryDirectory() as work:
-        trained = train(cfg, dataset, hub.download_snapshot(cfg.base_model, "main"), Path(work) / "train")
-        comparison = Comparison(len(dataset["test"]), trained.test_metrics, None, None, None)
-        decision = Decision(True, "promote", "seed: the embedded default's first deployed model",
-                            ["seeded"], {})
-        tag = version_tag()
-        metadata = build_metadata(cfg, tag, report.to_dict(), comparison.to_dict(), decision.to_dict(),
-                                  {"test": trained.test_metrics})
-        folder = release_folder(trained.model_dir, Path(work) / "release", metadata, [])
-        tag, _ = push_and_tag(hub, cfg.model_repo, folder, tag)
-    say(f"first deployed model {cfg.model_repo}@{tag} (test macro-F1 {trained.test_metrics['macro_f1']:.3f})")
-    return tag
+        first = cfg.model_copy(update={"max_train_samples": FIRST_MODEL_TRAIN_ROWS, "first_deploy_min_f1": 0.0,
+                                       "output_dir": Path(work), "wandb_mode": "disabled",
+                                       "retrain_space_id": None})
+        result = train_model.run(first)
+    if result.outcome != "promoted":
+        raise RuntimeError(f"the seed run for the first {cfg.label} model ended {result.outcome}: {result.error}")
+    macro_f1 = result.comparison["candidate"]["macro_f1"]
+    say(f"first deployed model {cfg.model_repo}@{result.version} (macro-F1 {macro_f1:.3f})")
+    return result.version
 
 
 def seed_spaces(hub, hub_url: str, cfg: JobConfig, extra_variables: dict[str, str]) -> None:
@@ -152,8 +145,9 @@ def seed(hub_url: str, labels: list[str], base_model: str = "e5", namespace: str
         cfg = JobConfig(label=label, hf_endpoint=hub_url, namespace=namespace, model_checkpoint=model_repo,
                         num_train_epochs=1, eval_steps=10, **{k.lower(): v for k, v in training.items()})
         seed_dataset(hub, cfg.dataset_repo)
-        seed_first_model(hub, cfg)
+        # The job restarts the inference Space when it promotes: bind the Spaces first.
         seed_spaces(hub, hub_url, cfg, {"MODEL_CHECKPOINT": model_repo, **training})
+        seed_first_model(hub, cfg)
         start_inference_space(hub, cfg)
 
 

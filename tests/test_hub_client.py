@@ -5,7 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hub import HubClient, RevisionNotFound, TagExists, version_key
+from hub import HubClient, HubError, RevisionNotFound, TagExists, version_key
+from load_dataset import download_splits
+from localhub.spaces import port_open
 
 BIG = 11 * 1024 * 1024  # above the 10 MB LFS threshold
 
@@ -105,13 +107,13 @@ def test_load_dataset_by_tag_reads_that_version(hub_client, unique_repo_id, tmp_
     hub_client.upload_file(unique_repo_id, "test.csv", b"text,department,urgency\nx,y,NORMAL\n", "shrink test",
                            repo_type="dataset")
 
-    old = hub_client.load_dataset(unique_repo_id, "v1")
-    new = hub_client.load_dataset(unique_repo_id, "main")
+    old, _ = download_splits(hub_client, unique_repo_id, hub_client.resolve_revision(unique_repo_id, "v1", "dataset"))
+    new, _ = download_splits(hub_client, unique_repo_id, hub_client.resolve_revision(unique_repo_id, "main", "dataset"))
 
     assert set(old) == {"train", "validation", "test"}
-    assert old["test"].num_rows == len(pd.read_csv(data / "test.csv")) > 1
-    assert new["test"].num_rows == 1
-    assert old["train"].column_names == ["text", "department", "urgency"]
+    assert len(old["test"]) == len(pd.read_csv(data / "test.csv")) > 1
+    assert len(new["test"]) == 1
+    assert list(old["train"].columns) == ["text", "department", "urgency"]
 
 
 def test_branch_as_atomic_lock(hub_client, unique_repo_id):
@@ -124,10 +126,23 @@ def test_branch_as_atomic_lock(hub_client, unique_repo_id):
     hub_client.create_branch(unique_repo_id, "lock")  # exist_ok=True by default
 
 
-def test_from_env_inside_a_space(local_hub, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", local_hub.url)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    assert HubClient.from_env().endpoint == local_hub.url
+def test_embedded_job_fails_at_once_when_no_local_hub_answers(monkeypatch):
+    from configs import JobConfig
+    from tests.fixtures.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("LOCALHUB_URL", url)
+    cfg = JobConfig(label="urgency")
+    with pytest.raises(HubError, match=r"no local hub answers at .*python -m localhub serve.*LOCALHUB_URL"):
+        HubClient.from_config(cfg)
+    assert not port_open(int(url.rsplit(":", 1)[1]))  # nothing was started there
+
+
+def test_embedded_job_uses_a_running_local_hub(local_hub, monkeypatch):
+    from configs import JobConfig
+
+    monkeypatch.setenv("LOCALHUB_URL", local_hub.url)
+    assert HubClient.from_config(JobConfig(label="urgency")).endpoint == local_hub.url
 
 
 def test_list_repos_by_type_and_author(hub_client, unique_repo_id):

@@ -3,6 +3,7 @@ import pytest
 
 from hub import (AuthError, EntryNotFound, HubClient, HubError, RepoNotFound, RevisionNotFound, SpaceController,
                  SpaceError, SpaceNotFound, TagExists)
+from load_dataset import DatasetValidationError, download_splits
 from tests.fixtures.hub import TEST_TOKEN
 
 
@@ -25,8 +26,6 @@ def test_missing_revision(hub_client, unique_repo_id):
         hub_client.resolve_revision(unique_repo_id, "v404")
     with pytest.raises(RevisionNotFound, match="'v404'"):
         hub_client.download_file(unique_repo_id, "config.json", "v404")
-    with pytest.raises(RevisionNotFound, match="'v404'"):
-        hub_client.load_dataset(unique_repo_id, "v404", repo_type="model")
 
 
 def test_missing_file(hub_client, unique_repo_id):
@@ -47,8 +46,9 @@ def test_dataset_without_splits(hub_client, unique_repo_id):
     hub_client.ensure_repo(unique_repo_id, "dataset")
     hub_client.upload_file(unique_repo_id, "train.csv", b"text,department,urgency\na,b,NORMAL\n", "train only",
                            repo_type="dataset")
-    with pytest.raises(HubError, match=rf"dataset '{unique_repo_id}' at revision 'main' has no validation, test split"):
-        hub_client.load_dataset(unique_repo_id, "main")
+    commit = hub_client.resolve_revision(unique_repo_id, "main", "dataset")
+    with pytest.raises(DatasetValidationError, match=rf"dataset {unique_repo_id}@\w+ has no file for split\(s\) \['validation', 'test'\]"):
+        download_splits(hub_client, unique_repo_id, commit)
 
 
 def test_wrong_token_is_an_auth_error(token_hub):

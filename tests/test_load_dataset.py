@@ -10,7 +10,7 @@ import pytest
 from load_dataset import (
     DatasetRevisionError,
     DatasetValidationError,
-    NearDuplicateIndex,
+    JaccardIndex,
     char_ngrams,
     find_split_files,
     jaccard,
@@ -70,7 +70,7 @@ def test_shipped_fixture_shares_stock_sentences_but_stays_below_threshold(sample
         return frame.text.str.contains("Many families affected.", regex=False).sum()
 
     assert with_stock_suffix(sample_splits["train"]) > 0 and with_stock_suffix(sample_splits["test"]) > 0
-    index = NearDuplicateIndex(sample_splits["train"].text, 0.6, all_texts=sample_splits["test"].text)
+    index = JaccardIndex(sample_splits["train"].text, 0.6, all_texts=sample_splits["test"].text)
     assert [t for t in sample_splits["test"].text if index.best_match(t)] == []
 
 
@@ -86,7 +86,7 @@ def test_fixture_test_rows_copied_from_train_fail(sample_splits, make_cfg):
 def test_fixture_test_rows_lightly_edited_from_pool_fail(sample_splits, make_cfg):
     # pool.csv shares template families with train: its rows are train's near-duplicates.
     pool = pd.read_csv(DATA_DIR / "pool.csv").head(100)
-    index = NearDuplicateIndex(sample_splits["train"].text, 0.85)
+    index = JaccardIndex(sample_splits["train"].text, 0.85)
     variants = pool[[index.best_match(t) is not None for t in pool.text]].head(6)
     assert len(variants) == 6
     frames = dict(sample_splits, test=pd.concat([sample_splits["test"], variants], ignore_index=True))
@@ -245,7 +245,7 @@ def test_index_finds_exactly_the_pairs_brute_force_finds(sample_splits):
     train_grams = [char_ngrams(t) for t in train]
     closest = [max(jaccard(char_ngrams(text), g) for g in train_grams) for text in pool]
     for threshold in (0.5, 0.8):
-        index = NearDuplicateIndex(train, threshold, all_texts=pool)
+        index = JaccardIndex(train, threshold, all_texts=pool)
         for text, best in zip(pool, closest):
             found = index.best_match(text)
             assert (found is not None) == (best >= threshold)
@@ -259,7 +259,7 @@ def test_index_verifies_few_pairs_on_5000_by_500_rows(sample_splits):
     corpus = sample_splits["train"].text.tolist() + pool
     corpus = (corpus + [t + " " + rng.choice(corpus)[:25] for t in corpus])[:5000]
     queries = rng.sample(pool, 250) + [swap_middle_word(t) for t in rng.sample(corpus, 250)]
-    index = NearDuplicateIndex(corpus, 0.8, all_texts=queries)
+    index = JaccardIndex(corpus, 0.8, all_texts=queries)
     hits = sum(index.best_match(q) is not None for q in queries)
     assert hits >= 250  # every pool row is in the corpus
     # The prefix filter must spare almost all of the 2.5 million exact comparisons.

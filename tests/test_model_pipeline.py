@@ -187,20 +187,6 @@ def test_balanced_alpha_is_inverse_class_frequency_with_mean_1():
 # --- metrics and prediction -----------------------------------------------------------
 
 
-def test_metrics_include_every_label_even_if_absent():
-    labels = ["a", "b", "c"]
-    metrics = mp.classification_metrics([0, 0, 1, 1], [0, 0, 1, 0], labels)
-    assert metrics["accuracy"] == 0.75
-    assert metrics["per_class_f1"] == {"a": pytest.approx(0.8), "b": pytest.approx(2 / 3), "c": 0.0}
-    assert metrics["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 3)
-
-
-def test_confusion_matrix_png_is_written(tmp_path):
-    path = mp.confusion_matrix_png([0, 1, 2], [0, 2, 2], ["NORMAL", "URGENT", "HIGHLY URGENT"],
-                                   tmp_path / "cm" / "test.png", "urgency test")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_predict_batches_give_the_same_answer_as_one_by_one(trained, urgency_data):
     texts = urgency_data["test"]["text"][:10]
     ids, probs = mp.predict(trained.model, trained.tokenizer, texts, batch_size=4)

@@ -5,7 +5,7 @@ import pytest
 
 import tracking
 from configs import load_config
-from model_pipeline import confusion_matrix_png
+from metrics import confusion_matrix_png
 
 FAKE_KEY = "fakekey" + "0123456789abcdef" * 2 + "deadbeef"
 

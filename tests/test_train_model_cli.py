@@ -1,3 +1,4 @@
+import json
 import sys
 
 import pytest
@@ -59,6 +60,10 @@ def test_seed_builds_a_runnable_embedded_default_once(local_hub, monkeypatch):
     assert client.newest_version_tag(cfg.dataset_repo, "dataset") == "v1" and len(model_tags) == 1
     state = client.space(cfg.inference_space).state()
     assert state.stage == "RUNNING" and state.variables["MODEL_ID"] == cfg.model_repo
+    (tag,) = model_tags
+    assert state.variables["MODEL_REVISION"] == tag  # promoted by the job's own deploy step
+    decision = json.loads(client.download_file(cfg.model_repo, "metadata.json", tag).read_text())["decision"]
+    assert decision["rule"].startswith("first deploy") and decision["outcome"] == "promote"
     retrain = client.space("seedtest/grievance-urgency-retrain").state()
     assert retrain.variables["LABEL"] == "urgency" and retrain.variables["MODEL_CHECKPOINT"] == "seedtest/tiny-bert"
     seed(local_hub.url, ["urgency"], "tiny", namespace="seedtest")  # idempotent

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
 from hub import HubClient
 from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
@@ -78,7 +79,9 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     if hub is None:
         hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
     server = ModelServer(settings, hub)
-    recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)
+    # Without FEEDBACK_DB_URL: the store's default file under DATA_DIR, the one prepare_dataset reads.
+    feedback_url = settings.feedback_db_url or default_db_url()
+    recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)
 
     @asynccontextmanager
@@ -89,7 +92,7 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
     app = FastAPI(title=f"grievance {settings.label} classifier", lifespan=lifespan)
     app.state.server, app.state.metrics, app.state.recorder = server, metrics, recorder
-    app.include_router(retrain_admin(settings, hub))
+    app.include_router(retrain_admin(settings, feedback_url, hub))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
@@ -147,13 +150,13 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     return app
 
 
-def retrain_admin(settings: SpaceSettings, hub):
-    """POST /admin/retrain and GET /admin/status (issue 8), answering 503 until ADMIN_TOKEN is set."""
+def retrain_admin(settings: SpaceSettings, url: str, hub):
+    """POST /admin/retrain and GET /admin/status (issue 8), answering 503 until ADMIN_TOKEN is set.
+    A database that is down or a folder it cannot write costs the admin routes only (503); a bad
+    URL or a schema conflict is raised (FeedbackError): the Space does not start."""
     from configs import load_config
     from feedback.admin import admin_router
-    from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
 
-    url = settings.feedback_db_url or default_db_url()
     try:
         store = FeedbackStore(url)
     except DatabaseUnavailable:  # a database down at start-up must not stop predictions; admin answers 503

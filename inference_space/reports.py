@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport, default_db_url
+from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport
 
 
 class FeedbackRejected(RuntimeError):
@@ -27,14 +27,13 @@ def rejection(error: Exception) -> FeedbackRejected:
 
 
 class FeedbackRecorder:
-    def __init__(self, url: str | None, label_type: str, store=None):
+    def __init__(self, url: str, label_type: str, store=None):
         self.url, self.label_type, self._store, self._lock = url, label_type, store, threading.Lock()
 
     def store(self):
         with self._lock:
             if self._store is None:
-                # Without FEEDBACK_DB_URL: the store's own default, the file prepare_dataset reads.
-                self._store = FeedbackStore(self.url or default_db_url())
+                self._store = FeedbackStore(self.url)
             return self._store
 
     def record(self, **report) -> int:

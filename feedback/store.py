@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from configs import LABEL_SETS, mask_url, normalize_text
+from text_cleaning import unicode_problem
 
 DB_URL_ENV = "FEEDBACK_DB_URL"
 
@@ -294,6 +295,10 @@ class FeedbackStore:
         reporter's suggestion; the report stays pending until `mark_reviewed`."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidReport("text is empty; send the complaint text that was misclassified")
+        for field, value in (("text", text), ("complaint_id", complaint_id), ("reporter", reporter)):
+            problem = value and unicode_problem(value)
+            if problem:  # checked here, not by the database: its error would name the server
+                raise InvalidReport(f"{field} {problem}")
         check_label("predicted_label", label_type, predicted_label)
         if corrected_label is not None:
             check_label("corrected_label", label_type, corrected_label)

@@ -10,4 +10,9 @@ MAX_TEXT_CHARS, MAX_BATCH, INFERENCE_BACKEND (torch | onnx), FEEDBACK_DB_URL, LO
 there, never into its code folder (a Space's code is read-only to its user).
 
 Routes: POST /predict, POST /predict/batch, GET /health, POST /feedback, GET /metrics.
+
+Bad input: a body over MAX_REQUEST_BYTES (default 4 MiB) is refused with 413 before it is read
+(Content-Length) or once the streamed bytes pass it; a text with a lone surrogate or a NUL is a
+422 naming the field. Feedback-store failures answer 503 (database unavailable, Retry-After) or
+500 with a generic message: the database's host, user and name go to the log only.
 """

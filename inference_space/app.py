@@ -9,32 +9,47 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
 
 from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
 from hub import HubClient
+from inference_space.body_limit import BodyLimit
 from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
+from text_cleaning import unicode_problem
 
 log = logging.getLogger("inference_space")
 
 
+def usable_text(value: str) -> str:
+    problem = unicode_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# Every text field: a lone surrogate or a NUL is the client's error (422), never a 500 or a 503.
+Text = Annotated[str, AfterValidator(usable_text)]
+
+
 class PredictRequest(BaseModel):
-    text: str
+    text: Text
 
 
 class BatchRequest(BaseModel):
-    texts: list[str]
+    texts: list[Text]
 
 
 class FeedbackRequest(BaseModel):
-    text: str
-    complaint_id: str | None = Field(None, max_length=200)
-    predicted_label: str
-    corrected_label: str | None = None
-    reporter: str | None = Field(None, max_length=200)
+    text: Text
+    complaint_id: Text | None = Field(None, max_length=200)
+    predicted_label: Text
+    corrected_label: Text | None = None
+    reporter: Text | None = Field(None, max_length=200)
 
 
 def invalid(message: str) -> HTTPException:
@@ -69,7 +84,7 @@ def readable(error: RequestValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
-        parts.append(f"{where}: {item['msg']}")
+        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 
@@ -92,6 +107,7 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
     app = FastAPI(title=f"grievance {settings.label} classifier", lifespan=lifespan)
     app.state.server, app.state.metrics, app.state.recorder = server, metrics, recorder
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(retrain_admin(settings, feedback_url, hub))
 
     @app.exception_handler(RequestValidationError)
@@ -135,11 +151,10 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
         try:
             report_id = await run_in_threadpool(recorder.record, **report.model_dump())
         except FeedbackRejected as error:
-            detail = redact(str(error), settings)
-            if error.status == 503:
-                log.error("feedback store failed: %s", detail)
+            if error.cause:  # the database's own words name its host and user: logs only
+                log.error("feedback store failed: %s", redact(error.cause, settings))
             headers = {"Retry-After": str(settings.retry_after_s)} if error.status == 503 else None
-            raise HTTPException(status_code=error.status, detail=detail, headers=headers) from None
+            raise HTTPException(status_code=error.status, detail=str(error), headers=headers) from None
         metrics.feedback_reports.inc()
         return {"id": report_id, "status": "recorded"}
 

@@ -9,11 +9,12 @@ from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, 
 
 class FeedbackRejected(RuntimeError):
     """The report was not recorded; `status` is the HTTP answer (409 duplicate, 422 invalid,
-    503 store unavailable) and the message says why (the store masks passwords)."""
+    503 database unavailable, 500 any other store failure). The message is safe to send: it
+    never names the database, its host or its user; `cause` holds the detail for the logs."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, cause: str | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.cause = status, cause
 
 
 def rejection(error: Exception) -> FeedbackRejected:
@@ -21,9 +22,12 @@ def rejection(error: Exception) -> FeedbackRejected:
         return FeedbackRejected(409, str(error))
     if isinstance(error, InvalidReport):
         return FeedbackRejected(422, str(error))
+    cause = f"{type(error).__name__}: {error}"
     if isinstance(error, DatabaseUnavailable):
-        return FeedbackRejected(503, f"feedback store unavailable: {error}")
-    return FeedbackRejected(503, f"feedback store failed ({type(error).__name__}): {error}")
+        return FeedbackRejected(503, "the feedback database is unavailable; the report was not recorded, "
+                                     "try again later", cause)
+    return FeedbackRejected(500, "the feedback store failed; the report was not recorded. "
+                                 "The Space's logs say why", cause)
 
 
 class FeedbackRecorder:

@@ -178,3 +178,12 @@ def test_sqlite_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
     with pytest.raises(DatabaseUnavailable, match="set DATA_DIR to a writable folder"):
         FeedbackStore(url)
     FeedbackStore(url, create=False)  # opening without creating touches no file
+
+
+@pytest.mark.parametrize("field,value", [("text", "pani\x00 aayena"), ("text", "pani \ud800 aayena"),
+                                         ("complaint_id", "C-\x00"), ("reporter", "ward\udfff")])
+def test_nul_or_lone_surrogate_is_an_invalid_report_before_the_database(feedback_store, field, value):
+    values = {"text": TEXT, field: value}
+    with pytest.raises(InvalidReport, match=f"^{field} has a (NUL|lone surrogate)") as error:
+        report(feedback_store, **values)
+    assert "127.0.0.1" not in str(error.value) and feedback_store.pending_count() == 0

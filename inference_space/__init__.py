@@ -1,6 +1,6 @@
 """The inference Space: a FastAPI app serving one LABEL's classifier at one model revision.
 
-    LABEL=urgency python -m inference_space        # uvicorn on $PORT (7860), host 0.0.0.0
+    LABEL=urgency python -m inference_space        # uvicorn on $HOST:$PORT (127.0.0.1:7860)
 
 Settings (environment; see settings.SpaceSettings): LABEL, MODEL_ID, MODEL_REVISION (default: the
 newest v* tag), HF_ENDPOINT / HF_TOKEN (no token and no endpoint: the local hub at LOCALHUB_URL),

@@ -35,7 +35,9 @@ class SpaceSettings(HubSettings):
     load_attempts: int = Field(3, gt=0, description="Tries to fetch the model when the Hub cannot be reached.")
     load_retry_s: float = Field(2.0, ge=0, description="Wait before the second try; doubles after each failure.")
     retry_after_s: int = Field(5, gt=0, description="Retry-After sent while the model is loading.")
-    host: str = Field("0.0.0.0", description="Address uvicorn binds.")
+    host: str = Field("127.0.0.1", description=(
+        "Address uvicorn binds: loopback unless set; the Docker image sets HOST=0.0.0.0 (a Space "
+        "must listen on all interfaces)."))
     port: int = Field(7860, gt=0, lt=65536, description="Port uvicorn binds (Spaces use 7860).")
 
     @property

@@ -10,6 +10,7 @@ an unprotected retrain button on a public Space would let anyone burn GPU hours.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 
 from fastapi import APIRouter, Depends, Header, HTTPException
@@ -19,6 +20,14 @@ from feedback.settings import FeedbackSettings
 from feedback.store import DatabaseUnavailable, FeedbackError, FeedbackStore, JobAlreadyRunning
 from feedback.trigger import run_trigger, trigger_status
 from hub import HubError
+
+log = logging.getLogger("feedback.admin")
+
+
+def database_unavailable(error: DatabaseUnavailable) -> HTTPException:
+    """503 without the database's words (they name its host and user); those go to the log."""
+    log.error("feedback database unavailable: %s", error)
+    return HTTPException(503, "the feedback database is unavailable; try again later (the logs say why)")
 
 
 def require_admin_token(settings: FeedbackSettings):
@@ -46,7 +55,7 @@ def admin_router(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSe
         except JobAlreadyRunning as error:
             raise HTTPException(409, str(error)) from None
         except DatabaseUnavailable as error:
-            raise HTTPException(503, str(error)) from None
+            raise database_unavailable(error) from None
         except FeedbackError as error:
             raise HTTPException(422, str(error)) from None
         except HubError as error:
@@ -58,7 +67,7 @@ def admin_router(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSe
         try:
             return trigger_status(cfg, store, hub, settings)
         except DatabaseUnavailable as error:
-            raise HTTPException(503, str(error)) from None
+            raise database_unavailable(error) from None
         except HubError as error:
             raise HTTPException(502, f"the Hub could not tell the dataset versions: {error}") from None
 

@@ -6,8 +6,9 @@ label equals the predicted one is a *confirmed-correct* prediction. `prepare_dat
 reviewed reports into a dataset version and stamps them with it.
 
 Every public method is one transaction: it commits whole or not at all. The URL comes from
-FEEDBACK_DB_URL (PostgreSQL via psycopg for real deployments); without it an SQLite file in the
-local hub's data folder ($LOCALHUB_DATA_DIR, default .localhub/feedback.db).
+FEEDBACK_DB_URL (PostgreSQL via psycopg for real deployments); without it an SQLite file
+feedback.db in $DATA_DIR (else $LOCALHUB_DATA_DIR, else ~/.cache/retrainspace): never next to the
+code, which a Space cannot write.
 
 Duplicates: a report with the same (whitespace/case-normalised) text, label type and predicted
 label as a report not yet consumed is refused with `DuplicateReport` (the caller answers 409);
@@ -32,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from configs import LABEL_SETS, mask_url, normalize_text
+from text_cleaning import unicode_problem
 
 DB_URL_ENV = "FEEDBACK_DB_URL"
 
@@ -232,10 +234,24 @@ def check_label(field: str, label_type: str, value: str) -> str:
     return value
 
 
+DATA_DIR_ENV = "DATA_DIR"
+LEGACY_DB_FILE = Path(".localhub") / "feedback.db"  # the default before DATA_DIR: next to the code
+
+
+def default_data_dir() -> Path:
+    """Where writable state lives: $DATA_DIR, else $LOCALHUB_DATA_DIR (the embedded local hub's
+    folder), else ~/.cache/retrainspace. Never the code folder: a Space's code is read-only."""
+    folder = os.environ.get(DATA_DIR_ENV) or os.environ.get("LOCALHUB_DATA_DIR")
+    return Path(folder) if folder else Path.home() / ".cache" / "retrainspace"
+
+
 def default_db_url() -> str:
-    """The embedded default: feedback.db next to the local hub's repos."""
-    folder = Path(os.environ.get("LOCALHUB_DATA_DIR") or ".localhub")
-    return f"sqlite:///{folder.resolve() / 'feedback.db'}"
+    """The SQLite feedback file in default_data_dir(). A .localhub/feedback.db made by an earlier
+    version in the working folder is kept in use (its reports stay) unless a folder is set."""
+    folder_set = os.environ.get(DATA_DIR_ENV) or os.environ.get("LOCALHUB_DATA_DIR")
+    if not folder_set and LEGACY_DB_FILE.is_file():
+        return f"sqlite:///{LEGACY_DB_FILE.resolve()}"
+    return f"sqlite:///{default_data_dir().resolve() / 'feedback.db'}"
 
 
 # --------------------------------------------------------------------------------------
@@ -265,6 +281,7 @@ class FeedbackStore:
         self.engine.dispose()
 
     def create_schema(self) -> None:
+        _make_sqlite_folder(self.url)
         with self._database_errors("create the schema"):
             Base.metadata.create_all(self.engine)
 
@@ -278,6 +295,10 @@ class FeedbackStore:
         reporter's suggestion; the report stays pending until `mark_reviewed`."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidReport("text is empty; send the complaint text that was misclassified")
+        for field, value in (("text", text), ("complaint_id", complaint_id), ("reporter", reporter)):
+            problem = value and unicode_problem(value)
+            if problem:  # checked here, not by the database: its error would name the server
+                raise InvalidReport(f"{field} {problem}")
         check_label("predicted_label", label_type, predicted_label)
         if corrected_label is not None:
             check_label("corrected_label", label_type, corrected_label)
@@ -475,11 +496,21 @@ def _password_of(url: str) -> str | None:
                             "use e.g. postgresql+psycopg://user:password@host/db or sqlite:///path.db") from None
 
 
+def _make_sqlite_folder(url: str) -> None:
+    """Create the folder of an SQLite file; an unwritable one is a clear error naming the fix."""
+    path = url.split("///", 1)[-1] if url.startswith("sqlite") else ""
+    if not path or path == ":memory:":
+        return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatabaseUnavailable(
+            f"cannot create the folder of the SQLite feedback database {path} ({error.strerror}); "
+            f"set {DATA_DIR_ENV} to a writable folder or {DB_URL_ENV} to a database URL") from None
+
+
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         # wait for a concurrent writer instead of failing at once
         return {"connect_args": {"timeout": 30}}
     if url.startswith("postgresql"):

@@ -1,12 +1,18 @@
 """The inference Space: a FastAPI app serving one LABEL's classifier at one model revision.
 
-    LABEL=urgency python -m inference_space        # uvicorn on $PORT (7860), host 0.0.0.0
+    LABEL=urgency python -m inference_space        # uvicorn on $HOST:$PORT (127.0.0.1:7860)
 
 Settings (environment; see settings.SpaceSettings): LABEL, MODEL_ID, MODEL_REVISION (default: the
 newest v* tag), HF_ENDPOINT / HF_TOKEN (no token and no endpoint: the local hub at LOCALHUB_URL),
 MAX_TEXT_CHARS, MAX_BATCH, INFERENCE_BACKEND (torch | onnx), FEEDBACK_DB_URL, LOAD_ATTEMPTS, CACHE_DIR
-(default $HF_HOME/inference_space or ~/.cache/inference_space: where it writes, besides the
-default SQLite feedback store under HOME).
+(default $HF_HOME/inference_space or ~/.cache/inference_space), DATA_DIR (default
+~/.cache/retrainspace: the SQLite feedback store when FEEDBACK_DB_URL is unset). It writes only
+there, never into its code folder (a Space's code is read-only to its user).
 
 Routes: POST /predict, POST /predict/batch, GET /health, POST /feedback, GET /metrics.
+
+Bad input: a body over MAX_REQUEST_BYTES (default 4 MiB) is refused with 413 before it is read
+(Content-Length) or once the streamed bytes pass it; a text with a lone surrogate or a NUL is a
+422 naming the field. Feedback-store failures answer 503 (database unavailable, Retry-After) or
+500 with a generic message: the database's host, user and name go to the log only.
 """

@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from configs import ConfigError
+from feedback.store import FeedbackError
 from inference_space.app import create_app
 from inference_space.settings import load_settings
 
@@ -18,7 +19,12 @@ def main() -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    try:
+        app = create_app(settings)
+    except FeedbackError as error:  # a bad FEEDBACK_DB_URL or a schema conflict: retrying cannot help
+        print(f"inference Space cannot start: {error}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
 

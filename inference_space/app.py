@@ -9,31 +9,47 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from typing import Annotated
 
+from pydantic import AfterValidator, BaseModel, Field
+
+from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
 from hub import HubClient
+from inference_space.body_limit import BodyLimit
 from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
+from text_cleaning import unicode_problem
 
 log = logging.getLogger("inference_space")
 
 
+def usable_text(value: str) -> str:
+    problem = unicode_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# Every text field: a lone surrogate or a NUL is the client's error (422), never a 500 or a 503.
+Text = Annotated[str, AfterValidator(usable_text)]
+
+
 class PredictRequest(BaseModel):
-    text: str
+    text: Text
 
 
 class BatchRequest(BaseModel):
-    texts: list[str]
+    texts: list[Text]
 
 
 class FeedbackRequest(BaseModel):
-    text: str
-    complaint_id: str | None = Field(None, max_length=200)
-    predicted_label: str
-    corrected_label: str | None = None
-    reporter: str | None = Field(None, max_length=200)
+    text: Text
+    complaint_id: Text | None = Field(None, max_length=200)
+    predicted_label: Text
+    corrected_label: Text | None = None
+    reporter: Text | None = Field(None, max_length=200)
 
 
 def invalid(message: str) -> HTTPException:
@@ -68,7 +84,7 @@ def readable(error: RequestValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
-        parts.append(f"{where}: {item['msg']}")
+        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 
@@ -78,7 +94,9 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     if hub is None:
         hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
     server = ModelServer(settings, hub)
-    recorder = FeedbackRecorder(settings.feedback_db_url, settings.label, feedback_store)
+    # Without FEEDBACK_DB_URL: the store's default file under DATA_DIR, the one prepare_dataset reads.
+    feedback_url = settings.feedback_db_url or default_db_url()
+    recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)
 
     @asynccontextmanager
@@ -89,7 +107,8 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
     app = FastAPI(title=f"grievance {settings.label} classifier", lifespan=lifespan)
     app.state.server, app.state.metrics, app.state.recorder = server, metrics, recorder
-    app.include_router(retrain_admin(settings, hub))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(retrain_admin(settings, feedback_url, hub))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
@@ -132,11 +151,10 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
         try:
             report_id = await run_in_threadpool(recorder.record, **report.model_dump())
         except FeedbackRejected as error:
-            detail = redact(str(error), settings)
-            if error.status == 503:
-                log.error("feedback store failed: %s", detail)
+            if error.cause:  # the database's own words name its host and user: logs only
+                log.error("feedback store failed: %s", redact(error.cause, settings))
             headers = {"Retry-After": str(settings.retry_after_s)} if error.status == 503 else None
-            raise HTTPException(status_code=error.status, detail=detail, headers=headers) from None
+            raise HTTPException(status_code=error.status, detail=str(error), headers=headers) from None
         metrics.feedback_reports.inc()
         return {"id": report_id, "status": "recorded"}
 
@@ -147,13 +165,13 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     return app
 
 
-def retrain_admin(settings: SpaceSettings, hub):
-    """POST /admin/retrain and GET /admin/status (issue 8), answering 503 until ADMIN_TOKEN is set."""
+def retrain_admin(settings: SpaceSettings, url: str, hub):
+    """POST /admin/retrain and GET /admin/status (issue 8), answering 503 until ADMIN_TOKEN is set.
+    A database that is down or a folder it cannot write costs the admin routes only (503); a bad
+    URL or a schema conflict is raised (FeedbackError): the Space does not start."""
     from configs import load_config
     from feedback.admin import admin_router
-    from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
 
-    url = settings.feedback_db_url or default_db_url()
     try:
         store = FeedbackStore(url)
     except DatabaseUnavailable:  # a database down at start-up must not stop predictions; admin answers 503

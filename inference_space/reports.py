@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 
-from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport, default_db_url
+from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport
 
 
 class FeedbackRejected(RuntimeError):
     """The report was not recorded; `status` is the HTTP answer (409 duplicate, 422 invalid,
-    503 store unavailable) and the message says why (the store masks passwords)."""
+    503 database unavailable, 500 any other store failure). The message is safe to send: it
+    never names the database, its host or its user; `cause` holds the detail for the logs."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, cause: str | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.cause = status, cause
 
 
 def rejection(error: Exception) -> FeedbackRejected:
@@ -21,20 +22,22 @@ def rejection(error: Exception) -> FeedbackRejected:
         return FeedbackRejected(409, str(error))
     if isinstance(error, InvalidReport):
         return FeedbackRejected(422, str(error))
+    cause = f"{type(error).__name__}: {error}"
     if isinstance(error, DatabaseUnavailable):
-        return FeedbackRejected(503, f"feedback store unavailable: {error}")
-    return FeedbackRejected(503, f"feedback store failed ({type(error).__name__}): {error}")
+        return FeedbackRejected(503, "the feedback database is unavailable; the report was not recorded, "
+                                     "try again later", cause)
+    return FeedbackRejected(500, "the feedback store failed; the report was not recorded. "
+                                 "The Space's logs say why", cause)
 
 
 class FeedbackRecorder:
-    def __init__(self, url: str | None, label_type: str, store=None):
+    def __init__(self, url: str, label_type: str, store=None):
         self.url, self.label_type, self._store, self._lock = url, label_type, store, threading.Lock()
 
     def store(self):
         with self._lock:
             if self._store is None:
-                # Without FEEDBACK_DB_URL: the store's own default, the file prepare_dataset reads.
-                self._store = FeedbackStore(self.url or default_db_url())
+                self._store = FeedbackStore(self.url)
             return self._store
 
     def record(self, **report) -> int:

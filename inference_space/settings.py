@@ -24,6 +24,9 @@ class SpaceSettings(HubSettings):
     model_revision: str | None = Field(None, description="Tag or commit to serve. Default: the newest v* tag.")
     max_text_chars: int = Field(5000, gt=0, description="Longest accepted text, in characters.")
     max_batch: int = Field(64, gt=0, description="Most texts accepted by one /predict/batch request.")
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0, description=(
+        "Larger request bodies are refused with 413 before they are read. The default fits MAX_BATCH "
+        "texts of MAX_TEXT_CHARS each, even JSON-escaped."))
     forward_batch_size: int = Field(32, gt=0, description="Texts per model forward pass.")
     max_length: int = Field(128, gt=0, le=8192, description="Texts are truncated to this many tokens.")
     inference_backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': int8-quantized ONNX Runtime.")
@@ -32,7 +35,9 @@ class SpaceSettings(HubSettings):
     load_attempts: int = Field(3, gt=0, description="Tries to fetch the model when the Hub cannot be reached.")
     load_retry_s: float = Field(2.0, ge=0, description="Wait before the second try; doubles after each failure.")
     retry_after_s: int = Field(5, gt=0, description="Retry-After sent while the model is loading.")
-    host: str = Field("0.0.0.0", description="Address uvicorn binds.")
+    host: str = Field("127.0.0.1", description=(
+        "Address uvicorn binds: loopback unless set; the Docker image sets HOST=0.0.0.0 (a Space "
+        "must listen on all interfaces)."))
     port: int = Field(7860, gt=0, lt=65536, description="Port uvicorn binds (Spaces use 7860).")
 
     @property

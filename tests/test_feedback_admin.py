@@ -59,3 +59,19 @@ def test_without_admin_token_the_endpoints_are_disabled(monkeypatch, sqlite_feed
     app.include_router(admin_router(load_config({"label": "urgency"}), sqlite_feedback_store, folder_hub))
     response = TestClient(app).post("/admin/retrain", headers=AUTH)
     assert response.status_code == 503 and "ADMIN_TOKEN" in response.json()["detail"]
+
+
+def test_database_down_is_503_naming_no_database(monkeypatch, folder_hub, recording_controller):
+    from feedback.store import FeedbackStore
+    from localhub.spaces import free_port
+
+    monkeypatch.setenv("ADMIN_TOKEN", TOKEN)
+    store = FeedbackStore(f"postgresql+psycopg://admin:pw77@127.0.0.1:{free_port()}/grievances", create=False)
+    app = FastAPI()
+    app.include_router(admin_router(load_config({"label": "urgency"}), store, folder_hub, FeedbackSettings(),
+                                     controller_class=recording_controller))
+    for response in (TestClient(app).get("/admin/status", headers=AUTH),
+                     TestClient(app).post("/admin/retrain", headers=AUTH)):
+        assert response.status_code == 503 and "unavailable" in response.json()["detail"]
+        for name in ("127.0.0.1", "admin", "grievances", "pw77"):
+            assert name not in response.json()["detail"]

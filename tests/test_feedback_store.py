@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from feedback.store import (
     DatabaseUnavailable, DuplicateReport, FeedbackError, FeedbackStore, InvalidLabel,
-    InvalidReport, JobAlreadyRunning, ReportAlreadyConsumed, ReportNotFound,
+    InvalidReport, JobAlreadyRunning, ReportAlreadyConsumed, ReportNotFound, default_db_url,
 )
 
 TEXT = "Streetlights on the main road of Janakpur have been out for two weeks."
@@ -152,3 +152,38 @@ def test_from_env_defaults_to_an_sqlite_file(monkeypatch, tmp_path):
     monkeypatch.setenv("FEEDBACK_DB_URL", "not a url")
     with pytest.raises(FeedbackError, match="FEEDBACK_DB_URL is not a database URL"):
         FeedbackStore.from_env()
+
+
+def test_default_file_is_under_data_dir_or_home_never_the_working_folder(monkeypatch, tmp_path):
+    for name in ("FEEDBACK_DB_URL", "DATA_DIR", "LOCALHUB_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert default_db_url() == f"sqlite:///{tmp_path / 'home' / '.cache' / 'retrainspace' / 'feedback.db'}"
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    assert default_db_url() == f"sqlite:///{tmp_path / 'data' / 'feedback.db'}"
+
+
+def test_a_feedback_db_of_the_previous_version_in_the_working_folder_stays_in_use(monkeypatch, tmp_path):
+    for name in ("FEEDBACK_DB_URL", "DATA_DIR", "LOCALHUB_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    report(FeedbackStore(f"sqlite:///{tmp_path / '.localhub' / 'feedback.db'}"))
+    assert [r.text for r in FeedbackStore.from_env().list_pending()] == [TEXT]
+
+
+def test_sqlite_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("")  # a file where the folder should be: fails for root too
+    url = f"sqlite:///{tmp_path / 'a-file' / 'sub' / 'feedback.db'}"
+    with pytest.raises(DatabaseUnavailable, match="set DATA_DIR to a writable folder"):
+        FeedbackStore(url)
+    FeedbackStore(url, create=False)  # opening without creating touches no file
+
+
+@pytest.mark.parametrize("field,value", [("text", "pani\x00 aayena"), ("text", "pani \ud800 aayena"),
+                                         ("complaint_id", "C-\x00"), ("reporter", "ward\udfff")])
+def test_nul_or_lone_surrogate_is_an_invalid_report_before_the_database(feedback_store, field, value):
+    values = {"text": TEXT, field: value}
+    with pytest.raises(InvalidReport, match=f"^{field} has a (NUL|lone surrogate)") as error:
+        report(feedback_store, **values)
+    assert "127.0.0.1" not in str(error.value) and feedback_store.pending_count() == 0

@@ -207,14 +207,18 @@ def test_the_same_report_twice_is_409(space):
     assert again.status_code == 409 and f"report {first.json()['id']}" in again.json()["detail"]
 
 
-def test_feedback_database_down_is_503_without_the_password(space, monkeypatch):
+def test_feedback_database_down_is_503_naming_no_database(space, monkeypatch, caplog):
     monkeypatch.setenv("FEEDBACK_DB_URL", f"postgresql://space:dbpass42@127.0.0.1:{free_port()}/feedback")
     with serve(create_app(load_settings())) as base, httpx.Client(base_url=base) as client:
         response = client.post("/feedback", json={"text": "x", "predicted_label": "URGENT"})
         wait_for_status(client)
         predicted = client.post("/predict", json={"text": "x"})
     assert response.status_code == 503 and response.headers["Retry-After"]
-    assert "127.0.0.1" in response.json()["detail"] and "dbpass42" not in response.text
+    assert "unavailable" in response.json()["detail"] and "dbpass42" not in response.text
+    for name in ("127.0.0.1", "space", "postgresql"):  # no host, user or database in an answer
+        assert name not in response.text
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "inference_space")
+    assert "127.0.0.1" in logged and "dbpass42" not in logged  # the detail is in the log, password masked
     assert predicted.status_code == 200  # predictions do not depend on the database
 
 

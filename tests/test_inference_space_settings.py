@@ -1,4 +1,6 @@
 """Settings of the inference Space: defaults per LABEL, which Hub, and clear errors."""
+from pathlib import Path
+
 import pytest
 
 from configs import LOCAL_HUB_ENDPOINT, REAL_HUB_ENDPOINT, ConfigError
@@ -9,7 +11,7 @@ from inference_space.settings import load_settings
 @pytest.fixture
 def clean_env(monkeypatch):
     for name in ("LABEL", "MODEL_ID", "MODEL_REVISION", "HF_ENDPOINT", "HF_TOKEN", "LOCALHUB_URL",
-                 "INFERENCE_BACKEND", "MAX_BATCH", "FEEDBACK_DB_URL", "PORT"):
+                 "INFERENCE_BACKEND", "MAX_BATCH", "FEEDBACK_DB_URL", "PORT", "HOST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LABEL", "department")
     return monkeypatch
@@ -18,7 +20,18 @@ def clean_env(monkeypatch):
 def test_label_picks_the_model_repo_and_labels(clean_env):
     settings = load_settings()
     assert settings.model_repo == "retrainspace/grievance-department-classifier"
-    assert len(settings.labels) == 4 and settings.port == 7860 and settings.host == "0.0.0.0"
+    assert len(settings.labels) == 4 and settings.port == 7860
+
+
+def test_listens_on_loopback_unless_host_is_set(clean_env):
+    assert load_settings().host == "127.0.0.1"  # like the local hub: any web page can reach 0.0.0.0 too
+    clean_env.setenv("HOST", "0.0.0.0")
+    assert load_settings().host == "0.0.0.0"
+
+
+def test_the_image_listens_on_all_interfaces():
+    dockerfile = (Path(__file__).resolve().parents[1] / "inference_space" / "Dockerfile").read_text()
+    assert "HOST=0.0.0.0" in dockerfile
 
 
 def test_endpoint_is_the_local_hub_without_token_and_the_real_hub_with_one(clean_env):

@@ -108,9 +108,11 @@ def limit_train_rows(cfg: JobConfig, dataset):
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
     from compare import decide
+    from deployed_check import check_deployed_before_training
     from load_dataset import load_versioned_dataset
     from model_pipeline import train
 
+    check_deployed_before_training(cfg, hub)
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
     result.dataset = data_report.to_dict()

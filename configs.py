@@ -47,6 +47,18 @@ def normalize_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def parse_split_aliases(value: str | None) -> dict[str, str]:
+    """SPLIT_ALIASES 'eval:validation,dev:validation' -> {'eval': 'validation', 'dev': 'validation'}."""
+    aliases = {}
+    for item in (value or "").split(","):
+        name, _, split = (part.strip() for part in item.partition(":"))
+        if not (name and split) and item.strip():
+            raise ValueError(f"{item.strip()!r} is not a name:split pair (e.g. eval:validation)")
+        if name:
+            aliases[name] = split
+    return aliases
+
+
 def mask_url(url: str | None) -> str | None:
     """Hide the password of a URL such as postgresql://user:pw@host/db."""
     if not url:
@@ -192,6 +204,22 @@ class JobConfig(HubSettings):
     keep_versions: int = Field(5, gt=0, description="Promoted versions kept discoverable for rollback.")
     lock_ttl_s: float = Field(6 * 3600, gt=0, description="Age after which a run lock left by a dead run is ignored.")
 
+    # --- datasets from other producers (Sambodhan's push_to_hub) -------------------------
+    text_column: str | None = Field(
+        None, description="Column holding the text. Default: 'text', else 'grievance' (Sambodhan) if only that exists.")
+    label_column: str | None = Field(
+        None, description="Column holding the label, as names or integer ids. Default: the LABEL name, else 'label' "
+        "(Sambodhan). Ids are named by the parquet ClassLabel names, dataset_metadata.json, or the LABEL's id order.")
+    split_aliases: str | None = Field(
+        None, description="Other split names as name:split pairs, e.g. 'eval:validation,dev:validation'. Default: "
+        "eval, dev, valid or val is the validation split when there is no validation split.")
+    dataset_layout: Literal["auto", "root", "data"] = Field(
+        "auto", description="Which split files a commit holding both layouts is: 'root' (train.csv, ...) or 'data' "
+        "(push_to_hub's data/<split>-*.parquet). auto: the only layout present.")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of train, by near-duplicate family, carved out as validation when a "
+        "version has no validation split.")
+
     _api_endpoint_is_url = field_validator("api_endpoint")(http_url)
     _repo_ids = field_validator("dataset_repo_id", "hub_model_id", "space_repo_id", "retrain_space_id")(repo_id_setting)
 
@@ -200,6 +228,12 @@ class JobConfig(HubSettings):
     def _namespace_is_a_repo_name(cls, value: str) -> str:
         if not REPO_NAME_PART.match(value):
             raise ValueError(f"{value!r} cannot own repos: use letters, digits, . _ - (see {REPO_ID_RULE})")
+        return value
+
+    @field_validator("split_aliases")
+    @classmethod
+    def _aliases_parse(cls, value: str | None) -> str | None:
+        parse_split_aliases(value)
         return value
 
     @field_validator("focal_alpha")

@@ -3,6 +3,11 @@
 Scores texts through `/predict/batch` when the Space offers it, else through `/predict` with a
 bounded pool of concurrent requests. Every request has a timeout and retries with backoff; a
 text that still fails is reported by index, never silently dropped.
+
+It also scores Sambodhan's inference Spaces: they have no `/health` (readiness is then one
+`/predict` that answers a label, the version `GET /`'s `model_version`), the urgency Space serves
+`/predict_urgency`, and their documented API_ENDPOINT is the full `.../predict` URL: a URL ending
+in a predict route is split into the base URL and that route.
 """
 from __future__ import annotations
 
@@ -13,6 +18,16 @@ from dataclasses import dataclass, field
 import httpx
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+PREDICT_ROUTES = ("/predict", "/predict_urgency", "/predict_department")
+
+
+def split_predict_url(url: str) -> tuple[str, str | None]:
+    """('https://x.hf.space', '/predict_urgency') for 'https://x.hf.space/predict_urgency'; (url, None) otherwise."""
+    url = url.rstrip("/")
+    for route in PREDICT_ROUTES:
+        if url.endswith(route):
+            return url[: -len(route)], route
+    return url, None
 
 
 class DeployedAPIError(RuntimeError):
@@ -31,8 +46,14 @@ class DeployedScores:
 
 class DeployedModelClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 30,
-                 retries: int = 3, batch_size: int = 32, concurrency: int = 8, backoff: float = 0.5):
-        self.base_url = base_url.rstrip("/")
+                 retries: int = 3, batch_size: int = 32, concurrency: int = 8, backoff: float = 0.5,
+                 label: str | None = None):
+        self.base_url, route = split_predict_url(base_url)
+        self.predict_route = route or "/predict"
+        # A route given in the URL is final; otherwise /predict, then /predict_<label> if that 404s.
+        self.fallback_route = None if route or not label else f"/predict_{label}"
+        self.note = (f"API_ENDPOINT {base_url} names the predict route: using base URL {self.base_url} "
+                     f"and POST {route}" if route else None)
         self.retries, self.backoff = retries, backoff
         self.batch_size, self.concurrency = batch_size, concurrency
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -41,7 +62,7 @@ class DeployedModelClient:
     @classmethod
     def from_config(cls, cfg, base_url: str) -> "DeployedModelClient":
         return cls(base_url, token=cfg.token, timeout=cfg.deployed_timeout_s, retries=cfg.deployed_retries,
-                   batch_size=cfg.deployed_batch_size, concurrency=cfg.deployed_concurrency)
+                   batch_size=cfg.deployed_batch_size, concurrency=cfg.deployed_concurrency, label=cfg.label)
 
     def close(self) -> None:
         self.http.close()
@@ -69,13 +90,32 @@ class DeployedModelClient:
             raise DeployedAPIError(f"GET {self.base_url}/health answered HTTP {response.status_code}")
         return _json(response, "/health")
 
-    def wait_until_ready(self, timeout: float, poll: float = 2.0) -> dict:
-        """Wait for a sleeping, building or loading Space until /health says ok."""
+    def readiness(self, probe_text: str) -> dict:
+        """/health when the Space has one; else one /predict of `probe_text` (Sambodhan's Spaces):
+        {'status': 'ok', 'label': ..., 'revision': GET /'s model_version} once it answers a label."""
+        response = self._request("GET", "/health")
+        if response.status_code == 200:
+            return _json(response, "/health") | {"via": "/health"}
+        if response.status_code not in (404, 405):
+            raise DeployedAPIError(f"GET {self.base_url}/health answered HTTP {response.status_code}")
+        label = self._predict_one(probe_text)
+        return {"status": "ok", "label": label, "revision": self._root_version(), "via": self.predict_route}
+
+    def _root_version(self) -> str | None:
+        try:
+            data = self._request("GET", "/").json()
+        except (DeployedAPIError, ValueError):
+            return None
+        version = data.get("model_version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) and version != "unknown" else None
+
+    def wait_until_ready(self, timeout: float, poll: float = 2.0, probe_text: str = "ready?") -> dict:
+        """Wait for a sleeping, building or loading Space until it is ready (see `readiness`)."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         while True:
             try:
-                health = self.health()
+                health = self.readiness(probe_text)
                 if health.get("status") == "ok":
                     return health
                 last = f"status {health.get('status')!r}"
@@ -120,13 +160,24 @@ class DeployedModelClient:
             # A failing batch is retried text by text so one bad text cannot sink the others.
             return self._predict_one_by_one(chunk)
 
+    def predict_label(self, text: str) -> str:
+        """The label of one text (one request, with retries)."""
+        return self._predict_one(text)
+
     def _predict_one(self, text: str) -> str:
-        response = self._request("POST", "/predict", json={"text": text})
+        route = self.predict_route
+        response = self._request("POST", route, json={"text": text})
+        if response.status_code == 404 and self.fallback_route and route != self.fallback_route:
+            route = self.fallback_route
+            response = self._request("POST", route, json={"text": text})
+            if response.status_code != 404:
+                self.predict_route = route  # found: the other texts go there directly
         if response.status_code != 200:
-            raise DeployedAPIError(f"POST /predict answered HTTP {response.status_code}: {response.text[:200]}")
-        label = _json(response, "/predict").get("label")
+            raise DeployedAPIError(f"POST {self.base_url}{route} answered HTTP {response.status_code}: "
+                                   f"{response.text[:200]}")
+        label = _json(response, route).get("label")
         if not isinstance(label, str):
-            raise DeployedAPIError("POST /predict answered without a string 'label'")
+            raise DeployedAPIError(f"POST {route} answered without a string 'label'")
         return label
 
     def _predict_one_by_one(self, texts: list[str]) -> DeployedScores:

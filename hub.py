@@ -214,13 +214,13 @@ class HubClient:
                                                    cache_dir=self.cache_dir, local_dir=local_dir))
 
     def upload_folder(self, repo_id: str, folder: Path, message: str, repo_type: str = "model",
-                      revision: str = "main") -> str:
-        """Upload a folder as ONE commit; returns its commit id."""
+                      revision: str = "main", delete_patterns: list[str] | None = None) -> str:
+        """Upload a folder as ONE commit (deleting files matching `delete_patterns` in it); returns its commit id."""
         if not Path(folder).is_dir():
             raise HubError(f"cannot upload {folder}: not a folder")
         with self._errors(repo_id, repo_type, revision=revision):
             info = self.api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message,
-                                          repo_type=repo_type, revision=revision)
+                                          repo_type=repo_type, revision=revision, delete_patterns=delete_patterns)
         return info.oid
 
     def upload_file(self, repo_id: str, path_in_repo: str, data: bytes | Path, message: str,

@@ -87,6 +87,7 @@ class DataReport:
     repo: str | None = None
     revision: str | None = None
     commit: str | None = None
+    mapping: dict[str, Any] | None = None  # how the version's files became our splits (dataset_mapping)
 
     def rows(self, split: str) -> int:
         return sum(self.counts.get(split, {}).values())
@@ -102,6 +103,8 @@ class DataReport:
         where = f"{self.repo}@{self.revision} ({(self.commit or '')[:12]})" if self.repo else self.source
         sizes = ", ".join(f"{split} {self.rows(split)}" for split in self.counts)
         lines = [f"dataset {where}, label {self.label}: {sizes}"]
+        if self.mapping and self.mapping.get("summary"):
+            lines.append(f"mapping: {self.mapping['summary']}")
         if self.dropped:
             lines.append("dropped: " + ", ".join(f"{d.split} {d.count} {d.reason}" for d in self.dropped))
         if self.leakage:
@@ -479,9 +482,12 @@ def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg) -> DatasetDict:
 
 def load_versioned_dataset(cfg, hub) -> tuple[DatasetDict, DataReport]:
     """Resolve, download and validate one dataset version: (DatasetDict, DataReport)."""
+    from dataset_mapping import read_mapped_splits  # it builds on this module
+
     revision, commit = resolve_dataset_revision(hub, cfg)
     # Download by commit id, not by name: a branch or tag moved meanwhile cannot mix versions.
-    frames, files = download_splits(hub, cfg.dataset_repo, commit)
+    frames, files, mapping = read_mapped_splits(hub, cfg, revision, commit)
     clean, report = validate_splits(frames, cfg, f"{cfg.dataset_repo}@{revision}", files)
+    report.mapping = mapping.to_dict()
     report.repo, report.revision, report.commit = cfg.dataset_repo, revision, commit
     return to_dataset_dict(clean, cfg), report

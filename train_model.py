@@ -33,6 +33,7 @@ from deploy import (
     version_tags,
 )
 from deployed_api import DeployedAPIError, DeployedModelClient
+from deployed_check import check_deployed_before_training
 from hub import HubClient, HubError, SpaceController, version_key
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
@@ -129,6 +130,7 @@ def limit_train_rows(cfg: JobConfig, dataset):
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
 
+    check_deployed_before_training(cfg, hub)
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
     result.dataset = data_report.to_dict()

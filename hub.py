@@ -302,6 +302,14 @@ class SpaceController:
         with self._errors():
             self.hub.api.add_space_secret(self.space_id, key, value)
 
+    def request_hardware(self, flavor: str) -> None:
+        with self._errors():
+            self.hub.api.request_space_hardware(self.space_id, flavor)
+
+    def set_sleep_time(self, seconds: int) -> None:
+        with self._errors():
+            self.hub.api.set_space_sleep_time(self.space_id, seconds)
+
     def wait_until(self, stages: str | set[str], timeout: float, poll: float = 1.0) -> SpaceState:
         """Poll until the stage is one of `stages`; SpaceError on RUNTIME_ERROR or timeout
         (the message says which stage it was stuck in)."""
@@ -311,9 +319,9 @@ class SpaceController:
             state = self.state()
             if state.stage in wanted:
                 return state
-            if state.stage == "RUNTIME_ERROR":
+            if state.stage in ("RUNTIME_ERROR", "BUILD_ERROR"):
                 detail = f":\n{state.error}" if state.error else "; see the Space's logs"
-                raise SpaceError(f"Space {self.space_id!r} failed (RUNTIME_ERROR) while waiting for "
+                raise SpaceError(f"Space {self.space_id!r} failed ({state.stage}) while waiting for "
                                  f"{'/'.join(sorted(wanted))}{detail}")
             if time.monotonic() >= deadline:
                 hint = (" - stuck in BUILDING: check the Space's build logs and its startup command"

@@ -61,8 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", choices=["train", "rollback"], default="train",
                         help="train (default): the whole job. rollback: serve an earlier promoted version again")
     parser.add_argument("--to", metavar="TAG", help="rollback: the version tag to serve (default: the one before the served one)")
-    parser.add_argument("--status-port", type=int, metavar="PORT",
-                        help="serve a status page (current step, result) on this port while the job runs (Spaces: 7860)")
+    parser.add_argument("--status-port", type=int, metavar="PORT", default=os.environ.get("PORT") or None,
+                        help="serve a status page (current step, result) on this port while the job runs "
+                        "(default: PORT, which the Docker image sets to 7860)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved settings (secrets masked) and the dataset version, then exit")
     add_setting_flags(parser)

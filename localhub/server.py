@@ -417,6 +417,15 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     def pause_space(namespace: str, name: str):
         return spaces.pause(space(namespace, name))
 
+    @app.post("/api/spaces/{namespace}/{name}/hardware")
+    async def request_hardware(request: Request, namespace: str, name: str):
+        body = await request.json()
+        return spaces.request_hardware(space(namespace, name), body.get("flavor"), body.get("sleepTimeSeconds"))
+
+    @app.post("/api/spaces/{namespace}/{name}/sleeptime")
+    async def set_sleep_time(request: Request, namespace: str, name: str):
+        return spaces.set_sleep_time(space(namespace, name), (await request.json()).get("seconds"))
+
     @app.get("/api/spaces/{namespace}/{name}/variables")
     def get_variables(namespace: str, name: str):
         return spaces.settings(space(namespace, name))["variables"]

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .docker_space import docker_app
 from .security import VARIABLE_NAME, scrub
 from .storage import HubHTTPError, Repo, now_iso, read_json, write_json_atomic
 
@@ -41,6 +42,7 @@ PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPD
               "TOKENIZERS_PARALLELISM", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 PASSED_ENV_PATTERN = re.compile(r"^LC_[A-Z_]+$")
 PR_SET_PDEATHSIG = 1
+HARDWARE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
 
 
 def free_port() -> int:
@@ -213,11 +215,29 @@ class SpaceRuntimes:
             raise HubHTTPError(400, f"local-app 'cwd' {cwd!r} is not a folder")
         return self.update(repo, app={"command": command, "cwd": cwd, "serves_http": serves_http})
 
+    def request_hardware(self, repo: Repo, flavor, sleep_time_s=None) -> dict:
+        if not isinstance(flavor, str) or not HARDWARE_NAME.match(flavor):
+            raise HubHTTPError(400, f"invalid hardware flavor {flavor!r}: use a Hub flavor such as cpu-basic or t4-small")
+        self.update(repo, hardware=flavor)
+        return self.set_sleep_time(repo, sleep_time_s) if sleep_time_s is not None else self.runtime(repo)
+
+    def set_sleep_time(self, repo: Repo, seconds) -> dict:
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not (seconds == -1 or seconds > 0):
+            raise HubHTTPError(400, f"invalid sleep time {seconds!r}: seconds > 0, or -1 to never sleep")
+        self.update(repo, sleep_time_s=seconds)
+        return self.runtime(repo)
+
     # --- processes -----------------------------------------------------------------
     def restart(self, repo: Repo) -> dict:
         with self._lock:
             self._stop_child(repo.repo_id)
-            app = self.settings(repo)["app"]
+            try:
+                app = self.settings(repo)["app"] or docker_app(repo)
+            except HubHTTPError as error:  # what a failed image build is on the Hub
+                with open(repo.root / LOG_NAME, "a") as log:
+                    log.write(f"===== {now_iso()} build failed: {error.message}\n")
+                self.update(repo, desired="running", stage="BUILD_ERROR")
+                return self.runtime(repo)
             if app is None:
                 self.update(repo, desired="running", stage="NO_APP_FILE")
                 return self.runtime(repo)
@@ -340,15 +360,17 @@ class SpaceRuntimes:
         data = self.settings(repo)
         runtime = {
             "stage": stage,
-            "hardware": {"current": None if stage == "PAUSED" else "cpu-basic", "requested": "cpu-basic"},
-            "gcTimeout": None,
+            # Local Spaces all run on this machine's CPU; what was requested is recorded, not granted.
+            "hardware": {"current": None if stage == "PAUSED" else "cpu-basic",
+                         "requested": data.get("hardware", "cpu-basic")},
+            "gcTimeout": data.get("sleep_time_s"),
             "storage": None,
             "devMode": False,
             "host": host,
             "domains": [{"domain": host.split("://")[1], "stage": "READY"}] if host else [],
             "localApp": data["app"],
         }
-        if stage == "RUNTIME_ERROR":
+        if stage in ("RUNTIME_ERROR", "BUILD_ERROR"):
             reason = [data["error"]] if data.get("error") else []
             runtime["errorMessage"] = "\n".join(reason + self.logs(repo, 20))
         return runtime

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from configs import LABEL_SETS, normalize_text, parse_split_aliases
-from load_dataset import SPLITS, DatasetValidationError, NearDuplicateIndex, read_split_file
+from load_dataset import SPLITS, DatasetValidationError, JaccardIndex, read_split_file
 
 # `train.csv`, `data/train.csv`, `data/eval-00000-of-00002.parquet`: (folder, split, format).
 SPLIT_FILE = re.compile(r"^(?:(?P<folder>data)/)?(?P<split>[A-Za-z][A-Za-z0-9_]*?)(?:-\d+-of-\d+)?\.(?P<ext>csv|parquet)$")
@@ -333,7 +333,7 @@ def near_duplicate_families(texts: list[str], threshold: float) -> list[int]:
 
 def jaccard_pairs(texts: list[str], threshold: float) -> list[tuple[int, int]]:
     """Every pair at or above the threshold: the leakage check's index joined with itself."""
-    index = NearDuplicateIndex(texts, threshold)
+    index = JaccardIndex(texts, threshold)
     pairs = []
     for i, grams in enumerate(index.sets):
         for j in {j for gram in index._prefix(grams) for j in index.postings.get(gram, ()) if j < i}:

@@ -35,6 +35,7 @@ from .storage import HubHTTPError, Repo, now_iso, read_json, write_json_atomic
 LOG_NAME = "app.log"
 SECRETS_FILE, PIDS_FILE = "spaces-secrets.json", "spaces-pids.json"
 STOP_GRACE_S = 5.0
+SPACE_PORTS_ENV = "LOCALHUB_SPACE_PORTS"
 # What a Space takes from the hub's environment: where programs and the venv are, the locale and
 # a few harmless process knobs. Everything else (LOCALHUB_TOKEN, HF_TOKEN, WANDB_API_KEY, ...) stays out.
 PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
@@ -49,6 +50,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def parse_port_range(text: str) -> range:
+    """'7860-7999' as a range; ValueError naming the setting otherwise."""
+    low, sep, high = text.partition("-")
+    try:
+        ports = range(int(low), int(high if sep else low) + 1)
+    except ValueError:
+        ports = range(0)
+    if not ports or ports.start < 1024 or ports.stop > 65536:
+        raise ValueError(f"{SPACE_PORTS_ENV}={text!r}: use a range of ports above 1023 such as 7860-7999")
+    return ports
+
+
+def can_bind(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def port_open(port: int) -> bool:
@@ -115,6 +137,8 @@ class SpaceRuntimes:
         self._children: dict[str, Child] = {}
         self._lock = threading.RLock()
         self._secrets: dict[str, dict[str, str]] = self._load_secrets()
+        ports = os.environ.get(SPACE_PORTS_ENV)
+        self.ports = parse_port_range(ports) if ports else None
         # children are spawned from one thread that lives as long as the hub: PR_SET_PDEATHSIG
         # fires when the spawning *thread* ends, and request worker threads come and go
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localhub-spawn")
@@ -234,8 +258,7 @@ class SpaceRuntimes:
             try:
                 app = self.settings(repo)["app"] or docker_app(repo)
             except HubHTTPError as error:  # what a failed image build is on the Hub
-                with open(repo.root / LOG_NAME, "a") as log:
-                    log.write(f"===== {now_iso()} build failed: {error.message}\n")
+                self.log_event(repo, f"build failed: {error.message}")
                 self.update(repo, desired="running", stage="BUILD_ERROR")
                 return self.runtime(repo)
             if app is None:
@@ -251,8 +274,29 @@ class SpaceRuntimes:
             self.update(repo, desired="paused", stage="PAUSED", stopped_at=now_iso())
             return self.runtime(repo)
 
+    @staticmethod
+    def log_event(repo: Repo, message: str) -> None:
+        with open_log(repo.root / LOG_NAME) as log:
+            log.write(f"===== {now_iso()} {message}\n".encode())
+
+    def _space_port(self) -> int:
+        """Any free port, or the first free one of LOCALHUB_SPACE_PORTS (a firewall can then allow just those)."""
+        if self.ports is None:
+            return free_port()
+        taken = {child.port for child in self._children.values()}
+        for port in self.ports:
+            if port not in taken and can_bind(port):
+                return port
+        raise HubHTTPError(503, f"no free port left in {SPACE_PORTS_ENV}={self.ports.start}-{self.ports.stop - 1}: "
+                                "pause a Space or widen the range")
+
     def _spawn(self, repo: Repo, app: dict) -> Child:
-        port = free_port()
+        try:
+            port = self._space_port()
+        except HubHTTPError as error:
+            self.log_event(repo, f"cannot start: {error.message}")
+            self.update(repo, stage="RUNTIME_ERROR")
+            raise
         log = open_log(repo.root / LOG_NAME)
         log.write(f"===== {now_iso()} restart: {' '.join(app['command'])} (PORT={port})\n".encode())
         variables, secrets = self._usable(repo, log)

@@ -31,6 +31,7 @@ from .storage import HubHTTPError, Repo, Store
 
 ASSETS = Path(__file__).with_name("web")
 LOG_LINES = 40
+PROBE_PATHS = ("/health", "/metrics")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|_KEY$", re.IGNORECASE)
 MODEL_ID_VARIABLE, REVISION_VARIABLE = "MODEL_ID", "MODEL_REVISION"  # the inference Space's settings
 SPLITS = ("train", "validation", "test")
@@ -120,8 +121,18 @@ def space_view(repo: Repo, spaces: SpaceRuntimes) -> dict:
         "variables": {key: shown_variable(key, item.get("value"))
                       for key, item in sorted(settings["variables"].items())},
         "secrets": spaces.secret_names(repo),  # names only, as on the Hub
-        "log": spaces.logs(repo, LOG_LINES),
+        "log": [line for line in spaces.logs(repo, LOG_LINES * 10) if not is_probe_line(line)][-LOG_LINES:],
     }
+
+
+def is_probe_line(line: str) -> bool:
+    """An access-log line of a health or metrics probe: the job polls /health every second or two."""
+    return any(f'"GET {path}' in line for path in PROBE_PATHS)
+
+
+def utc(timestamp: str | None) -> str | None:
+    """2026-01-02T03:04:05.678Z as '2026-01-02 03:04:05 UTC': every time on the page is UTC."""
+    return f"{timestamp[:10]} {timestamp[11:19]} UTC" if timestamp and len(timestamp) >= 19 else timestamp
 
 
 def served_versions(space_views: list[dict]) -> dict[str, list[dict]]:
@@ -241,8 +252,8 @@ def render_space(space: dict) -> str:
   <dl>
     <dt>app</dt><dd><code>{e(space['command'] or 'not bound')}</code></dd>
     <dt>URL</dt><dd>{f'<a href="{e(url)}">{e(url)}</a>' if url else '–'}</dd>
-    <dt>last start</dt><dd>{e(space['started_at'] or '–')}</dd>
-    <dt>last stop</dt><dd>{e(space['stopped_at'] or '–')}</dd>
+    <dt>last start</dt><dd>{e(utc(space['started_at']) or '–')}</dd>
+    <dt>last stop</dt><dd>{e(utc(space['stopped_at']) or '–')}</dd>
     <dt>secrets</dt><dd>{secrets}</dd>
   </dl>
   <details><summary>variables ({len(space['variables'])})</summary><ul>{variables}</ul></details>
@@ -325,8 +336,12 @@ def render_sections(data: dict) -> str:
     def section(name: str, title: str, items: list[str]) -> str:
         return f'<section id="{name}"><h2>{title}</h2>{"".join(items) or "<p class=muted>none</p>"}</section>'
 
+    released = [m for m in data["models"] if m["versions"]]
+    others = [m["id"] for m in data["models"] if not m["versions"]]
+    other_line = (f'<p class="muted">other model repos, without release tags (base models): '
+                  f'{", ".join(f"<code>{e(repo_id)}</code>" for repo_id in others)}</p>') if others else ""
     return (section("spaces", "Spaces", [render_space(s) for s in data["spaces"]])
-            + section("models", "Model versions", [render_model(m) for m in data["models"]])
+            + section("models", "Model versions", [render_model(m) for m in released] + [other_line])
             + section("datasets", "Dataset versions", [render_dataset(d) for d in data["datasets"]]))
 
 

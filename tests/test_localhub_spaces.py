@@ -135,3 +135,24 @@ def test_bind_rejects_bad_command(local_hub, hub_client, unique_repo_id):
         localhub.bind_space(local_hub.url, unique_repo_id, [])
     with pytest.raises(localhub.LocalHubError, match="404"):
         localhub.bind_space(local_hub.url, "nobody/no-space", ["true"])
+
+
+def test_space_ports_come_from_the_settable_range(tmp_path, monkeypatch, app_script):
+    low = localhub.spaces.free_port()
+    monkeypatch.setenv("LOCALHUB_SPACE_PORTS", f"{low}-{low}")
+    with localhub.start_background(tmp_path / "data") as hub:
+        client = HubClient(hub.url, cache_dir=tmp_path / "cache")
+        first = make_space(client, "ports/first", hub.url, [sys.executable, str(app_script)])
+        first.restart()
+        assert first.wait_until("RUNNING", timeout=30, poll=0.1).url == f"http://127.0.0.1:{low}"
+        second = make_space(client, "ports/second", hub.url, [sys.executable, str(app_script)])
+        with pytest.raises(Exception, match=f"no free port left in LOCALHUB_SPACE_PORTS={low}-{low}"):
+            second.restart()
+        assert second.state().stage == "RUNTIME_ERROR"
+        first.pause()
+
+
+def test_a_bad_space_port_range_is_refused_at_start_naming_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCALHUB_SPACE_PORTS", "80-90")
+    with pytest.raises(ValueError, match="LOCALHUB_SPACE_PORTS='80-90'"):
+        localhub.spaces.SpaceRuntimes("http://127.0.0.1:1")

@@ -102,6 +102,29 @@ def test_space_shows_its_app_times_and_log_tail(page_hub):
     assert space["started_at"] <= space["stopped_at"] and "job says hello" in space["log"]
 
 
+def test_log_tail_skips_health_probes_and_times_are_utc(page_hub):
+    app = ("for i in range(300): print(f'INFO: 127.0.0.1:5000 - \"GET /health HTTP/1.1\" 200 OK')\n"
+           "print('INFO: 127.0.0.1:5000 - \"POST /predict HTTP/1.1\" 200 OK')")
+    localhub.bind_space(page_hub.url, RETRAIN_SPACE, [sys.executable, "-c", app], serves_http=False)
+    page_hub.client.space(RETRAIN_SPACE).restart()
+    wait_for_stage(page_hub, RETRAIN_SPACE, {"STOPPED"})
+    html = httpx.get(page_hub.url + "/", timeout=10).text
+    article = html[html.index(f'<article class="space" data-space="{RETRAIN_SPACE}"'):]
+    article = article[:article.index("</article>")]
+    log = article[article.index('<pre class="log"'):]
+    assert "POST /predict" in log and "GET /health" not in log
+    started = article[article.index("<dt>last start</dt>"):]
+    assert started.startswith("<dt>last start</dt><dd>20") and " UTC</dd>" in started[:60]
+
+
+def test_a_model_repo_without_release_tags_is_listed_not_shown_as_an_empty_card(page_hub):
+    page_hub.client.ensure_repo("retrainspace/some-base-model")
+    html = httpx.get(page_hub.url + "/", timeout=10).text
+    assert 'data-repo="retrainspace/some-base-model"' not in html
+    assert "without release tags (base models): <code>retrainspace/some-base-model</code>" in html
+    assert f'data-repo="{MODEL_REPO}"' in html
+
+
 # --- what it never shows ------------------------------------------------------------------
 def test_secret_values_never_appear_even_when_the_app_prints_them(page_hub):
     secret = f"hf_{uuid.uuid4().hex}"

@@ -29,7 +29,7 @@ async function refresh() {
       shownHtml = html;
       for (const log of sections.querySelectorAll("pre.log")) log.scrollTop = log.scrollHeight;  // newest lines
     }
-    updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    updated.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;  // the page's times are all UTC
   } catch (error) {
     updated.textContent = `hub unreachable (${error.message}); retrying`;
   }

@@ -60,7 +60,7 @@ def test_setup_is_idempotent_and_the_local_hub_runs_both_spaces_from_their_repos
         client.close()
 
     retrain.restart()
-    assert retrain.wait_until({"PAUSED", "STOPPED"}, timeout=300).stage == "PAUSED"
+    assert retrain.wait_until({"PAUSED", "STOPPED"}, timeout=480).stage == "PAUSED"
     new_tags = set(loop.tags()) - {OLD_TAG}
     assert len(new_tags) == 1, "the retrain Space promoted one new version"
     assert loop.served_revision() == new_tags.pop()

@@ -37,7 +37,7 @@ def own_origins(public_url: str | None) -> set[str]:
         return set()
     parts = urlsplit(public_url)
     origins = {f"{parts.scheme}://{parts.netloc}".lower()}
-    if parts.hostname in LOOPBACK_HOSTS and parts.port:
+    if (parts.hostname in LOOPBACK_HOSTS or parts.hostname in ("0.0.0.0", "::")) and parts.port:
         origins |= {f"{parts.scheme}://{host}:{parts.port}" for host in ("127.0.0.1", "localhost", "[::1]")}
     return origins
 

@@ -113,9 +113,9 @@ class SpaceRuntimes:
         self._children: dict[str, Child] = {}
         self._lock = threading.RLock()
         self._secrets: dict[str, dict[str, str]] = self._load_secrets()
-        # children are spawned from one thread that lives as long as the hub: PR_SET_PDEATHSIG
-        # fires when the spawning *thread* ends, and request worker threads come and go
-        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localhub-spawn")
+        # children are spawned from one thread that lives until stop_all: PR_SET_PDEATHSIG fires
+        # when the spawning *thread* ends, and request worker threads come and go
+        self._spawner: ThreadPoolExecutor | None = None
 
     # --- persisted settings ----------------------------------------------------------
     @staticmethod
@@ -239,6 +239,8 @@ class SpaceRuntimes:
         env = space_env(variables, secrets, {"PORT": str(port), "SPACE_ID": repo.repo_id, "HF_ENDPOINT": self.hub_url,
                                              "LOCALHUB_URL": self.hub_url, "HF_HUB_DISABLE_XET": "1"})
         try:
+            if self._spawner is None:
+                self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localhub-spawn")
             process = self._spawner.submit(
                 subprocess.Popen, app["command"], cwd=app.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
@@ -377,6 +379,9 @@ class SpaceRuntimes:
         with self._lock:
             for space_id in list(self._children):
                 self._stop_child(space_id)
+            if self._spawner is not None:
+                self._spawner.shutdown(wait=False)
+                self._spawner = None
 
 
 def check_settings(data) -> None:

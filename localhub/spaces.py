@@ -74,12 +74,29 @@ def die_with_parent():
     return preexec
 
 
-def process_start(pid: int) -> str | None:
-    """The start time of a live process (Linux /proc), to tell a recorded child from a reused pid."""
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (Linux); [] when unknown."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return None
+        return []
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of a process, to tell a recorded child from a reused pid."""
+    fields = proc_stat(pid)
+    return fields[19] if len(fields) > 19 else None
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie waiting for its parent's wait() has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return proc_stat(pid)[:1] != ["Z"]
 
 
 def open_log(path: Path):
@@ -291,15 +308,20 @@ class SpaceRuntimes:
             if pid is None:
                 pids.pop(space_id, None)
             else:
-                pids[space_id] = {"pid": pid, "start": process_start(pid)}
+                hub = os.getpid()
+                pids[space_id] = {"pid": pid, "start": process_start(pid), "hub": hub, "hub_start": process_start(hub)}
             write_json_atomic(self.data_dir / PIDS_FILE, pids)
 
     def kill_previous_children(self) -> list[int]:
-        """Kill the Space processes a previous hub on this data dir left running; their pids."""
+        """Kill the Space processes a dead hub on this data dir left running; their pids. (A hub
+        still alive, e.g. one that won a race for the port, keeps its children.)"""
         killed = []
         for record in self._pids().values():
             pid = record.get("pid") if isinstance(record, dict) else None
-            if isinstance(pid, int) and pid > 1 and record.get("start") and process_start(pid) == record["start"]:
+            hub = record.get("hub") if isinstance(record, dict) else None
+            hub_alive = isinstance(hub, int) and hub != os.getpid() and process_start(hub) == record.get("hub_start")
+            if (isinstance(pid, int) and pid > 1 and record.get("start") and process_start(pid) == record["start"]
+                    and not hub_alive):
                 for sig in (signal.SIGTERM, signal.SIGKILL):
                     try:
                         os.killpg(pid, sig)
@@ -308,8 +330,11 @@ class SpaceRuntimes:
                     if wait_gone(pid, STOP_GRACE_S):
                         break
                 killed.append(pid)
-        if self.data_dir:
-            (self.data_dir / PIDS_FILE).unlink(missing_ok=True)
+        with self._lock:  # forget the dead; a live hub's children stay recorded
+            pids = {space_id: record for space_id, record in self._pids().items() if isinstance(record, dict)
+                    and isinstance(record.get("pid"), int) and process_start(record["pid"]) == record.get("start")}
+            if self.data_dir:
+                write_json_atomic(self.data_dir / PIDS_FILE, pids)
         return killed
 
     def stage(self, repo: Repo) -> str:
@@ -398,9 +423,7 @@ def check_settings(data) -> None:
 def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not running(pid):
             return True
         time.sleep(0.05)
     return False

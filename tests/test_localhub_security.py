@@ -117,6 +117,14 @@ def test_cross_origin_and_non_json_writes_are_refused(local_hub, hub_client, uni
     assert hub_client.repo_exists(unique_repo_id)
 
 
+def test_a_rebound_domain_cannot_read_the_hub(local_hub):
+    port = local_hub.url.rsplit(":", 1)[1]
+    rebound = httpx.get(f"{local_hub.url}/api/localhub/overview", headers={"host": f"evil.example:{port}"}, timeout=10)
+    assert rebound.status_code == 403 and "Host" in rebound.json()["error"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert httpx.get(f"{local_hub.url}/api/localhub/health", headers={"host": host}).status_code == 200, host
+
+
 def test_an_open_hub_refuses_variables_that_change_how_python_starts(local_hub, hub_client, token_hub,
                                                                      unique_repo_id):
     hub_client.ensure_repo(unique_repo_id, "space")

@@ -26,7 +26,7 @@ from .security import (field, json_body, optional, own_origins, refuse_cross_ori
                        serves_loopback_only, token_matches, validate_oid, validate_repo_path, validate_variable)
 from .spaces import SpaceRuntimes
 from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
-from .web import existing, web_router
+from .web import existing as listed_repos, web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -99,7 +99,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         if pid_file:
             pid_file.write_text(f"{os.getpid()}\n")  # `python -m localhub stop` SIGTERMs it
         spaces.kill_previous_children()  # a hub that was SIGKILLed may have left Space processes
-        spaces.resume_running(existing(store, "space"))
+        spaces.resume_running(listed_repos(store, "space"))
         try:
             yield
         finally:

@@ -37,9 +37,25 @@ def own_origins(public_url: str | None) -> set[str]:
         return set()
     parts = urlsplit(public_url)
     origins = {f"{parts.scheme}://{parts.netloc}".lower()}
-    if parts.hostname in LOOPBACK_HOSTS and parts.port:
+    if (parts.hostname in LOOPBACK_HOSTS or parts.hostname in ("0.0.0.0", "::")) and parts.port:
         origins |= {f"{parts.scheme}://{host}:{parts.port}" for host in ("127.0.0.1", "localhost", "[::1]")}
     return origins
+
+
+def serves_loopback_only(public_url: str | None) -> bool:
+    return bool(public_url) and urlsplit(public_url).hostname in LOOPBACK_HOSTS
+
+
+def refuse_foreign_host(request: Request, loopback_only: bool) -> HubHTTPError | None:
+    """403 for a Host that is not a loopback name on a loopback hub: a page of a domain that
+    re-resolves to 127.0.0.1 (DNS rebinding) would otherwise be same-origin with the hub."""
+    if not loopback_only:
+        return None
+    host = request.headers.get("host", "")
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if hostname.lower() not in LOOPBACK_HOSTS:
+        return HubHTTPError(403, f"Host {host!r} refused: this hub answers only on 127.0.0.1, localhost or [::1]")
+    return None
 
 
 def media_type(request: Request) -> str:

@@ -22,11 +22,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .security import (field, json_body, optional, own_origins, refuse_cross_origin_write, token_matches,
-                       validate_oid, validate_repo_path, validate_variable)
+from .security import (field, json_body, optional, own_origins, refuse_cross_origin_write, refuse_foreign_host,
+                       serves_loopback_only, token_matches, validate_oid, validate_repo_path, validate_variable)
 from .spaces import SpaceRuntimes
 from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
-from .web import existing, web_router
+from .web import existing as listed_repos, web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -90,7 +90,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
     store = Store(Path(data_dir))
     spaces = SpaceRuntimes(public_url or "", Path(data_dir), hidden=[token] if token else [])
-    origins = own_origins(public_url)
+    origins, loopback_only = own_origins(public_url), serves_loopback_only(public_url)
     atexit.register(spaces.stop_all)  # also when an in-process hub is never stopped
     upload_key = secrets.token_bytes(32)  # signs LFS upload URLs (the PUT carries no token)
 
@@ -99,7 +99,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         if pid_file:
             pid_file.write_text(f"{os.getpid()}\n")  # `python -m localhub stop` SIGTERMs it
         spaces.kill_previous_children()  # a hub that was SIGKILLed may have left Space processes
-        spaces.resume_running(existing(store, "space"))
+        spaces.resume_running(listed_repos(store, "space"))
         try:
             yield
         finally:
@@ -124,7 +124,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
 
     @app.middleware("http")  # added last: runs first, before the token check
     async def check_origin(request: Request, call_next):
-        refusal = refuse_cross_origin_write(request, origins)
+        refusal = refuse_foreign_host(request, loopback_only) or refuse_cross_origin_write(request, origins)
         return error_response(refusal) if refusal else await call_next(request)
 
     def base_url(request: Request) -> str:

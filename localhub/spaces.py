@@ -98,12 +98,29 @@ def die_with_parent():
     return preexec
 
 
-def process_start(pid: int) -> str | None:
-    """The start time of a live process (Linux /proc), to tell a recorded child from a reused pid."""
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (Linux); [] when unknown."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return None
+        return []
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of a process, to tell a recorded child from a reused pid."""
+    fields = proc_stat(pid)
+    return fields[19] if len(fields) > 19 else None
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie waiting for its parent's wait() has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return proc_stat(pid)[:1] != ["Z"]
 
 
 def open_log(path: Path):
@@ -139,9 +156,9 @@ class SpaceRuntimes:
         self._secrets: dict[str, dict[str, str]] = self._load_secrets()
         ports = os.environ.get(SPACE_PORTS_ENV)
         self.ports = parse_port_range(ports) if ports else None
-        # children are spawned from one thread that lives as long as the hub: PR_SET_PDEATHSIG
-        # fires when the spawning *thread* ends, and request worker threads come and go
-        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localhub-spawn")
+        # children are spawned from one thread that lives until stop_all: PR_SET_PDEATHSIG fires
+        # when the spawning *thread* ends, and request worker threads come and go
+        self._spawner: ThreadPoolExecutor | None = None
 
     # --- persisted settings ----------------------------------------------------------
     @staticmethod
@@ -303,6 +320,8 @@ class SpaceRuntimes:
         env = space_env(variables, secrets, {"PORT": str(port), "SPACE_ID": repo.repo_id, "HF_ENDPOINT": self.hub_url,
                                              "LOCALHUB_URL": self.hub_url, "HF_HUB_DISABLE_XET": "1"})
         try:
+            if self._spawner is None:
+                self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localhub-spawn")
             process = self._spawner.submit(
                 subprocess.Popen, app["command"], cwd=app.get("cwd") or None, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
@@ -353,15 +372,20 @@ class SpaceRuntimes:
             if pid is None:
                 pids.pop(space_id, None)
             else:
-                pids[space_id] = {"pid": pid, "start": process_start(pid)}
+                hub = os.getpid()
+                pids[space_id] = {"pid": pid, "start": process_start(pid), "hub": hub, "hub_start": process_start(hub)}
             write_json_atomic(self.data_dir / PIDS_FILE, pids)
 
     def kill_previous_children(self) -> list[int]:
-        """Kill the Space processes a previous hub on this data dir left running; their pids."""
+        """Kill the Space processes a dead hub on this data dir left running; their pids. (A hub
+        still alive, e.g. one that won a race for the port, keeps its children.)"""
         killed = []
         for record in self._pids().values():
             pid = record.get("pid") if isinstance(record, dict) else None
-            if isinstance(pid, int) and pid > 1 and record.get("start") and process_start(pid) == record["start"]:
+            hub = record.get("hub") if isinstance(record, dict) else None
+            hub_alive = isinstance(hub, int) and hub != os.getpid() and process_start(hub) == record.get("hub_start")
+            if (isinstance(pid, int) and pid > 1 and record.get("start") and process_start(pid) == record["start"]
+                    and not hub_alive):
                 for sig in (signal.SIGTERM, signal.SIGKILL):
                     try:
                         os.killpg(pid, sig)
@@ -370,8 +394,11 @@ class SpaceRuntimes:
                     if wait_gone(pid, STOP_GRACE_S):
                         break
                 killed.append(pid)
-        if self.data_dir:
-            (self.data_dir / PIDS_FILE).unlink(missing_ok=True)
+        with self._lock:  # forget the dead; a live hub's children stay recorded
+            pids = {space_id: record for space_id, record in self._pids().items() if isinstance(record, dict)
+                    and isinstance(record.get("pid"), int) and process_start(record["pid"]) == record.get("start")}
+            if self.data_dir:
+                write_json_atomic(self.data_dir / PIDS_FILE, pids)
         return killed
 
     def stage(self, repo: Repo) -> str:
@@ -443,6 +470,9 @@ class SpaceRuntimes:
         with self._lock:
             for space_id in list(self._children):
                 self._stop_child(space_id)
+            if self._spawner is not None:
+                self._spawner.shutdown(wait=False)
+                self._spawner = None
 
 
 def check_settings(data) -> None:
@@ -459,9 +489,7 @@ def check_settings(data) -> None:
 def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not running(pid):
             return True
         time.sleep(0.05)
     return False

@@ -1,4 +1,5 @@
 """The local hub speaks the Hub protocol: raw headers, persistence, concurrency, datasets, the CLI."""
+import json
 import os
 import signal
 import subprocess
@@ -176,3 +177,27 @@ def test_ensure_running_refuses_a_port_taken_by_something_else(tmp_path):
         url = f"http://127.0.0.1:{other.getsockname()[1]}"
         with pytest.raises(localhub.LocalHubError, match="taken by something that is not a local hub.*LOCALHUB_URL"):
             localhub.ensure_running(url, tmp_path)
+
+
+def test_cli_stop_stops_a_detached_hub_and_its_spaces(tmp_path):
+    data, url = tmp_path / "data", f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k != "LOCALHUB_TOKEN"}
+    root = Path(__file__).resolve().parents[1]
+    stop = [sys.executable, "-m", "localhub", "stop", "--data-dir", str(data)]
+    assert localhub.ensure_running(url, data) == url
+    client = HubClient(url, cache_dir=tmp_path / "cache")
+    client.ensure_repo("team/app", "space")
+    localhub.bind_space(url, "team/app", [sys.executable, "-c", "import time; time.sleep(120)"], serves_http=False)
+    client.space("team/app").restart()
+    client.space("team/app").wait_until("RUNNING", timeout=30, poll=0.1)
+    child = json.loads((data / "spaces-pids.json").read_text())["team/app"]["pid"]
+
+    result = subprocess.run(stop, capture_output=True, text=True, timeout=60, env=env, cwd=root)
+    assert result.returncode == 0 and "stopped the local hub" in result.stdout, result.stderr
+    assert not localhub.is_running(url)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists(), "the Space outlived its stopped hub"
+    again = subprocess.run(stop, capture_output=True, text=True, timeout=60, env=env, cwd=root)
+    assert again.returncode != 0 and "no local hub runs on" in again.stderr

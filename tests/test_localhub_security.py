@@ -19,7 +19,8 @@ import pytest
 
 import localhub
 from hub import HubClient, SpaceController
-from localhub.spaces import free_port
+from localhub.spaces import free_port, process_start
+from localhub.spaces import running as alive
 from tests.fixtures.hub import TEST_TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,17 +49,6 @@ def commit_payload(*operations: dict) -> bytes:
 def post_commit(url: str, repo_id: str, *operations: dict) -> httpx.Response:
     return httpx.post(f"{url}/api/models/{repo_id}/commit/main", content=commit_payload(*operations),
                       headers={"content-type": "application/x-ndjson"}, timeout=10)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of this process is dead too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def wait_dead(pid: int, timeout: float = 15) -> bool:
@@ -125,6 +115,14 @@ def test_cross_origin_and_non_json_writes_are_refused(local_hub, hub_client, uni
         page_post = httpx.post(create, content=body, headers={"origin": origin, "content-type": "application/json"})
         assert page_post.status_code in (200, 409), page_post.text
     assert hub_client.repo_exists(unique_repo_id)
+
+
+def test_a_rebound_domain_cannot_read_the_hub(local_hub):
+    port = local_hub.url.rsplit(":", 1)[1]
+    rebound = httpx.get(f"{local_hub.url}/api/localhub/overview", headers={"host": f"evil.example:{port}"}, timeout=10)
+    assert rebound.status_code == 403 and "Host" in rebound.json()["error"]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert httpx.get(f"{local_hub.url}/api/localhub/health", headers={"host": host}).status_code == 200, host
 
 
 def test_an_open_hub_refuses_variables_that_change_how_python_starts(local_hub, hub_client, token_hub,
@@ -230,7 +228,7 @@ def test_a_new_hub_kills_the_space_processes_an_old_hub_left(tmp_path):
     data.mkdir()
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
     try:
-        start = Path(f"/proc/{orphan.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        start = process_start(orphan.pid)
         (data / "spaces-pids.json").write_text(json.dumps({"team/app": {"pid": orphan.pid, "start": start}}))
         with localhub.start_background(data):
             assert wait_dead(orphan.pid)
@@ -368,3 +366,43 @@ def test_data_files_are_readable_by_the_owner_only(local_hub, hub_client, unique
     assert stat.S_IMODE(local_hub.data_dir.stat().st_mode) == 0o700
     shared = [p for p in local_hub.data_dir.rglob("*") if p.is_file() and stat.S_IMODE(p.stat().st_mode) & 0o077]
     assert not shared, shared[:5]
+
+
+def test_huggingface_hub_passes_the_guards_on_every_write_it_makes(local_hub, hub_client, unique_repo_id, tmp_path):
+    api = hub_client.api  # unmodified HfApi: no Origin, the content types the real client sends
+    api.create_repo(unique_repo_id)
+    api.upload_file(path_or_fileobj=b"text", path_in_repo="dir/a.txt", repo_id=unique_repo_id)
+    api.upload_file(path_or_fileobj=bytes(range(256)), path_in_repo="dir/w.bin", repo_id=unique_repo_id)  # LFS
+    api.create_branch(unique_repo_id, branch="dev")
+    api.create_tag(unique_repo_id, tag="v1", tag_message="first")
+    assert {p.path for p in api.get_paths_info(unique_repo_id, ["dir/a.txt", "dir/w.bin"])} == {"dir/a.txt",
+                                                                                                  "dir/w.bin"}
+    api.delete_file("dir/a.txt", unique_repo_id)
+    api.delete_folder("dir", unique_repo_id)
+    api.delete_tag(unique_repo_id, tag="v1")
+    api.delete_branch(unique_repo_id, branch="dev")
+    api.delete_repo(unique_repo_id)
+    space = f"{unique_repo_id}-space"
+    api.create_repo(space, repo_type="space", space_sdk="docker")
+    api.add_space_variable(space, "GREETING", "namaste")
+    api.add_space_secret(space, "API_KEY", "s3cret")
+    api.delete_space_variable(space, "GREETING")
+    api.delete_space_secret(space, "API_KEY")
+    assert api.restart_space(space).stage == "NO_APP_FILE" and api.pause_space(space).stage == "PAUSED"
+
+
+def test_a_new_hub_leaves_the_children_of_a_live_hub_alone(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    hub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # stands in for a live hub
+    try:
+        start, hub_start = process_start(child.pid), process_start(hub.pid)
+        (data / "spaces-pids.json").write_text(json.dumps({"team/app": {"pid": child.pid, "start": start,
+                                                                        "hub": hub.pid, "hub_start": hub_start}}))
+        with localhub.start_background(data):
+            assert alive(child.pid)
+    finally:
+        for process in (child, hub):
+            process.kill()
+            process.wait()

@@ -35,6 +35,12 @@ class RunResult:
         self.step = step
         print(f"[retrainspace] step: {step}", flush=True)
 
+    def tagged(self, release) -> None:
+        """The release is pushed and tagged; the inference Space restarts next."""
+        self.version = release.tag
+        self.deployment = {"tag": release.tag, "commit": release.commit, "previous": release.previous}
+        self.enter("restart + verify")
+
     def status(self) -> dict:
         """What the status page shows while the job runs."""
         return {"label": self.label, "step": self.step, "outcome": self.outcome if self.seconds else "running",

@@ -22,12 +22,10 @@ from compare import ComparisonError, build_comparison, decide, deployed_predicti
 from configs import ConfigError, JobConfig, add_setting_flags, load_config
 from deploy import (
     REVISION_VARIABLE,
-    LockBusy,
-    RunLock,
     build_metadata,
-    push_and_tag,
+    previous_release,
+    promote,
     release_folder,
-    restart_with_rollback,
     serve_revision,
     version_tag,
     version_tags,
@@ -36,6 +34,7 @@ from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, version_key
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
+from run_lock import LockBusy, RunLock
 from status_page import start_status_page
 from summary import RunResult, write_summary
 from tracking import RunTracker
@@ -86,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(cfg: JobConfig, status_port: int | None = None):
     """The job. Returns the RunResult; re-raises the original error after the cleanup."""
-
     result = RunResult(label=cfg.label, run_dir=new_run_dir(cfg))
     if not training().is_main_process():
         return run_worker(cfg, result)
@@ -112,7 +110,6 @@ def run(cfg: JobConfig, status_port: int | None = None):
 
 def run_worker(cfg: JobConfig, result):
     """A rank > 0 under torchrun: load the same data, train with rank 0, nothing else."""
-
     hub = HubClient.from_config(cfg)
     dataset, _ = load_versioned_dataset(cfg, hub)
     training().train(cfg, limit_train_rows(cfg, dataset), fetch_base_model(cfg, hub), result.run_dir / "train")
@@ -128,7 +125,6 @@ def limit_train_rows(cfg: JobConfig, dataset):
 
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
-
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
     result.dataset = data_report.to_dict()
@@ -154,7 +150,11 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
         return
 
     result.enter("deploy")
-    deploy_candidate(cfg, hub, trained, metadata, result)
+    folder = release_folder(trained.model_dir, result.run_dir / "release", metadata,
+                            sorted(result.run_dir.glob("confusion_*.png")))
+    release = promote(hub, cfg, folder, metadata["version"], previous_release(hub, cfg.model_repo),
+                      on_tagged=result.tagged)
+    result.deployment["serving"] = release.serving
     result.outcome = "promoted"
 
 
@@ -195,7 +195,6 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
 def score_deployed(cfg: JobConfig, hub, texts: list[str]):
     """(scores, served revision) from the deployed Space; (None, None) when nothing is deployed yet.
     A deployed model that cannot be scored fails the run: never promote blindly."""
-
     deployed_tag = hub.newest_version_tag(cfg.model_repo)
     if deployed_tag is None:
         return None, None
@@ -215,31 +214,15 @@ def score_deployed(cfg: JobConfig, hub, texts: list[str]):
 
 
 def write_metadata(cfg: JobConfig, result) -> dict:
-
     metadata = build_metadata(cfg, version_tag(), result.dataset, result.comparison, result.decision,
                               result.training)
     (result.run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False, default=str))
     return metadata
 
 
-def deploy_candidate(cfg: JobConfig, hub, trained, metadata: dict, result) -> None:
-    """One commit, a tag on it, then restart the inference Space and verify (or roll back)."""
-
-    previous = (version_tags(hub, cfg.model_repo) or [None])[-1]
-    plots = sorted(result.run_dir.glob("confusion_*.png"))
-    folder = release_folder(trained.model_dir, result.run_dir / "release", metadata, plots)
-    tag, commit = push_and_tag(hub, cfg.model_repo, folder, metadata["version"])
-    result.version = tag
-    result.deployment = {"tag": tag, "commit": commit, "previous": previous}
-    result.enter("restart + verify")
-    health = restart_with_rollback(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
-    result.deployment["serving"] = health.get("revision")
-
-
 def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
     """Always: W&B finished, summary written, this Space paused. Never hides the original error.
     Pausing comes last: pausing its own Space stops this process, on the Hub as locally."""
-
     result.seconds = time.time() - result.started_at
     if tracker is not None:
         tracker.summary({"outcome": result.outcome, "step": result.step, "error": result.error,
@@ -254,7 +237,6 @@ def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
 
 
 def pause_self(cfg: JobConfig, hub) -> str | None:
-
     if not cfg.retrain_space:
         return None
     try:
@@ -290,7 +272,6 @@ def new_run_dir(cfg: JobConfig) -> Path:
 
 
 def dry_run(cfg: JobConfig) -> int:
-
     print(json.dumps(cfg.dump(), indent=2))
     revision, commit = resolve_dataset_revision(HubClient.from_config(cfg), cfg)
     print(f"dataset: {cfg.dataset_repo}@{revision} (commit {commit})")
@@ -298,7 +279,6 @@ def dry_run(cfg: JobConfig) -> int:
 
 
 def rollback(cfg: JobConfig, to: str | None) -> int:
-
     hub = HubClient.from_config(cfg)
     space = SpaceController(hub, cfg.inference_space)
     tags = version_tags(hub, cfg.model_repo)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from deploy import RunLock, push_and_tag
+from deploy import push_and_tag
+from run_lock import RunLock
 from tests.fixtures.scenarios import OLD_TAG, SAMPLE_DATA
 from tests.fixtures.servers import free_port
 

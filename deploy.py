@@ -9,24 +9,31 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Callable
 
 from deployed_api import DeployedAPIError, DeployedModelClient
-from hub import BranchExists, HubClient, HubError, RevisionNotFound, SpaceController, TagExists, version_key
+from hub import HubClient, HubError, SpaceController, TagExists, version_key
 
 REVISION_VARIABLE = "MODEL_REVISION"
-LOCK_BRANCH = "retrain-lock"
 LIBRARIES = ("torch", "transformers", "datasets", "huggingface_hub", "scikit-learn", "accelerate", "wandb")
 
 
 class DeployError(RuntimeError):
     """Push, tag, restart or verification failed; the message says what state was left."""
+
+
+@dataclass
+class Release:
+    tag: str
+    commit: str
+    previous: str | None        # the release served before, the rollback target
+    serving: str | None = None  # the revision the inference Space reported once it was verified
 
 
 def version_tag(now: datetime | None = None) -> str:
@@ -154,6 +161,24 @@ def verify_tag(hub: HubClient, repo_id: str, tag: str, commit: str, folder: Path
         raise DeployError(f"tag {tag} on {repo_id} lacks uploaded files: {sorted(missing)[:5]}")
 
 
+def promote(hub: HubClient, cfg, folder: Path, version: str, previous: str | None,
+            on_tagged: Callable[[Release], None] = lambda release: None) -> Release:
+    """Push and tag the release folder, then make the inference Space serve it and verify; if it
+    never serves, the Space goes back to `previous` and DeployError says so. `on_tagged` hears of
+    the tag before the restart, so a failed restart still names what was pushed."""
+    tag, commit = push_and_tag(hub, cfg.model_repo, folder, version)
+    release = Release(tag, commit, previous)
+    on_tagged(release)
+    health = restart_with_rollback(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
+    release.serving = health.get("revision")
+    return release
+
+
+def previous_release(hub: HubClient, repo_id: str) -> str | None:
+    """The newest release tag (the one served unless pinned otherwise), or None before the first."""
+    return (version_tags(hub, repo_id) or [None])[-1]
+
+
 def version_tags(hub: HubClient, repo_id: str) -> list[str]:
     """Release tags, oldest first, by version rather than by name (a clash suffix _10 after _9)."""
     return sorted((t for t in hub.list_tags(repo_id) if version_key(t)), key=version_key)
@@ -203,95 +228,3 @@ def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_ta
         except (DeployError, HubError) as rollback_error:
             raise DeployError(f"{error}; rollback to {previous_tag} ALSO failed: {rollback_error}") from error
         raise DeployError(f"{error}; rolled back: the Space serves {previous_tag} again") from error
-
-
-# --------------------------------------------------------------------------------------
-# Run lock: a branch on the model repo holding lock.json; creation is atomic on the Hub.
-
-
-class LockBusy(RuntimeError):
-    """Another live run holds the lock."""
-
-
-def _lock_owner() -> dict:
-    return {"run_id": uuid.uuid4().hex, "space_id": os.environ.get("SPACE_ID"), "host": socket.gethostname(),
-            "pid": os.getpid(), "started_at": time.time()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lock_is_stale(holder: dict, ttl: float) -> bool:
-    """Expired, or left by a run that cannot be alive: a restart of the same Space kills the
-    previous run, and a dead pid on this host is dead."""
-    if time.time() - holder.get("started_at", 0) > ttl:
-        return True
-    if holder.get("space_id") and holder["space_id"] == os.environ.get("SPACE_ID"):
-        return True
-    same_host = not holder.get("space_id") and holder.get("host") == socket.gethostname()
-    return same_host and not _pid_alive(int(holder.get("pid", 0)))
-
-
-class RunLock:
-    def __init__(self, hub: HubClient, repo_id: str, ttl: float, workdir: Path, write_grace: float = 10.0):
-        self.hub, self.repo_id, self.ttl, self.workdir = hub, repo_id, ttl, workdir
-        self.write_grace = write_grace
-        self.owner = _lock_owner()
-        self.held = False
-
-    def __enter__(self) -> "RunLock":
-        self.hub.ensure_repo(self.repo_id)
-        for _ in range(2):
-            if self._try_create():
-                return self
-            holder = self._holder_after_grace()
-            if holder is not None and not lock_is_stale(holder, self.ttl):
-                raise LockBusy(f"another retrain run holds {self.repo_id}@{LOCK_BRANCH} since "
-                               f"{time.ctime(holder['started_at'])} (run {holder['run_id']}); not starting a second one")
-            self.hub.delete_branch(self.repo_id, LOCK_BRANCH)
-        raise LockBusy(f"could not take the run lock {self.repo_id}@{LOCK_BRANCH}")
-
-    def _try_create(self) -> bool:
-        try:
-            self.hub.create_branch(self.repo_id, LOCK_BRANCH, exist_ok=False)
-        except BranchExists:
-            return False
-        self.held = True
-        folder = self.workdir / "lock"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "lock.json").write_text(json.dumps(self.owner))
-        try:
-            self.hub.upload_folder(self.repo_id, folder, message="retrainspace: run lock", revision=LOCK_BRANCH)
-        except BaseException:
-            self.__exit__()
-            raise
-        return True
-
-    def _holder_after_grace(self) -> dict | None:
-        """The lock's owner; a branch without lock.json may be a run between its two steps,
-        so wait write_grace seconds for the file before calling the lock half-made."""
-        deadline = time.monotonic() + self.write_grace
-        while (holder := self._holder()) is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        return holder
-
-    def _holder(self) -> dict | None:
-        try:
-            return json.loads(self.hub.download_file(self.repo_id, "lock.json", LOCK_BRANCH).read_text())
-        except (HubError, ValueError):
-            return None  # a lock branch without a readable lock.json: half-made, treat as stale
-
-    def __exit__(self, *exc) -> None:
-        if self.held:
-            try:
-                self.hub.delete_branch(self.repo_id, LOCK_BRANCH)
-            except RevisionNotFound:
-                pass
-            self.held = False

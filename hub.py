@@ -259,6 +259,11 @@ class HubClient:
         return SpaceController(self, space_id)
 
 
+def pause_space(endpoint: str, token: str | None, space_id: str) -> None:
+    """Pause one Space with nothing but where the Hub is (for a job whose settings are invalid)."""
+    SpaceController(HubClient(endpoint, token), space_id).pause()
+
+
 class SpaceController:
     """Restart, pause and watch one Space."""
 

@@ -24,6 +24,7 @@ class RunResult:
     error: str | None = None
     wandb_dir: str | None = None
     paused: str | None = None
+    cleanup_errors: list[str] = field(default_factory=list)  # W&B finish, summary or pause that failed
     started_at: float = field(default_factory=time.time)
     seconds: float = 0.0
 
@@ -34,6 +35,12 @@ class RunResult:
     def enter(self, step: str) -> None:
         self.step = step
         print(f"[retrainspace] step: {step}", flush=True)
+
+    def tagged(self, release) -> None:
+        """The release is pushed and tagged; the inference Space restarts next."""
+        self.version = release.tag
+        self.deployment = {"tag": release.tag, "commit": release.commit, "previous": release.previous}
+        self.enter("restart + verify")
 
     def status(self) -> dict:
         """What the status page shows while the job runs."""
@@ -83,6 +90,7 @@ def render_summary(result: RunResult) -> str:
     if result.wandb_dir:
         lines.append(f"W&B run: {result.wandb_dir}")
     lines.append(f"retrain Space: {result.paused or 'not running in a Space: nothing to pause'}")
+    lines.extend(f"cleanup: {problem}" for problem in result.cleanup_errors)
     return "\n".join(lines)
 
 

@@ -10,36 +10,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from pydantic import SecretStr
 
 from compare import ComparisonError, build_comparison, decide, deployed_predictions, stratified_sample
-from configs import ConfigError, JobConfig, add_setting_flags, load_config
+from configs import ConfigError, HubSettings, JobConfig, add_setting_flags, load_config
 from deploy import (
     REVISION_VARIABLE,
-    LockBusy,
-    RunLock,
     build_metadata,
-    push_and_tag,
+    previous_release,
+    promote,
     release_folder,
-    restart_with_rollback,
     serve_revision,
     version_tag,
     version_tags,
 )
 from deployed_api import DeployedAPIError, DeployedModelClient
 from deployed_check import check_deployed_before_training
-from hub import HubClient, HubError, SpaceController, version_key
+from hub import HubClient, HubError, SpaceController, pause_space, version_key
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
+from run_lock import LockBusy, RunLock
 from status_page import start_status_page
 from summary import RunResult, write_summary
 from tracking import RunTracker
+
+logger = logging.getLogger("retrainspace")
 
 
 def training():
@@ -86,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     return run(cfg, status_port=args.status_port).exit_code
 
 
+class CleanupError(RuntimeError):
+    """The run ended well but a cleanup (W&B, summary, pause) failed; the message says which."""
+
+
 def run(cfg: JobConfig, status_port: int | None = None):
     """The job. Returns the RunResult; re-raises the original error after the cleanup."""
-
     result = RunResult(label=cfg.label, run_dir=new_run_dir(cfg))
     if not training().is_main_process():
         return run_worker(cfg, result)
@@ -109,12 +113,13 @@ def run(cfg: JobConfig, status_port: int | None = None):
         raise
     finally:
         finish_run(cfg, hub, tracker, result)
+    if result.cleanup_errors:  # the run itself went well: say what the cleanup could not do
+        raise CleanupError("; ".join(result.cleanup_errors))
     return result
 
 
 def run_worker(cfg: JobConfig, result):
     """A rank > 0 under torchrun: load the same data, train with rank 0, nothing else."""
-
     hub = HubClient.from_config(cfg)
     dataset, _ = load_versioned_dataset(cfg, hub)
     training().train(cfg, limit_train_rows(cfg, dataset), fetch_base_model(cfg, hub), result.run_dir / "train")
@@ -130,7 +135,6 @@ def limit_train_rows(cfg: JobConfig, dataset):
 
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
-
     check_deployed_before_training(cfg, hub)
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)
@@ -157,7 +161,11 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
         return
 
     result.enter("deploy")
-    deploy_candidate(cfg, hub, trained, metadata, result)
+    folder = release_folder(trained.model_dir, result.run_dir / "release", metadata,
+                            sorted(result.run_dir.glob("confusion_*.png")))
+    release = promote(hub, cfg, folder, metadata["version"], previous_release(hub, cfg.model_repo),
+                      on_tagged=result.tagged)
+    result.deployment["serving"] = release.serving
     result.outcome = "promoted"
 
 
@@ -198,7 +206,6 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
 def score_deployed(cfg: JobConfig, hub, texts: list[str]):
     """(scores, served revision) from the deployed Space; (None, None) when nothing is deployed yet.
     A deployed model that cannot be scored fails the run: never promote blindly."""
-
     deployed_tag = hub.newest_version_tag(cfg.model_repo)
     if deployed_tag is None:
         return None, None
@@ -218,66 +225,66 @@ def score_deployed(cfg: JobConfig, hub, texts: list[str]):
 
 
 def write_metadata(cfg: JobConfig, result) -> dict:
-
     metadata = build_metadata(cfg, version_tag(), result.dataset, result.comparison, result.decision,
                               result.training)
     (result.run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False, default=str))
     return metadata
 
 
-def deploy_candidate(cfg: JobConfig, hub, trained, metadata: dict, result) -> None:
-    """One commit, a tag on it, then restart the inference Space and verify (or roll back)."""
-
-    previous = (version_tags(hub, cfg.model_repo) or [None])[-1]
-    plots = sorted(result.run_dir.glob("confusion_*.png"))
-    folder = release_folder(trained.model_dir, result.run_dir / "release", metadata, plots)
-    tag, commit = push_and_tag(hub, cfg.model_repo, folder, metadata["version"])
-    result.version = tag
-    result.deployment = {"tag": tag, "commit": commit, "previous": previous}
-    result.enter("restart + verify")
-    health = restart_with_rollback(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
-    result.deployment["serving"] = health.get("revision")
-
-
 def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
-    """Always: W&B finished, summary written, this Space paused. Never hides the original error.
-    Pausing comes last: pausing its own Space stops this process, on the Hub as locally."""
-
+    """Always, each guarantee in its own finally: W&B finished, summary written, this Space paused.
+    A failing cleanup is logged and recorded; it never stops the next one nor replaces the run's
+    own error. Pausing comes last: pausing its own Space stops this process, on the Hub as locally."""
     result.seconds = time.time() - result.started_at
+    result.paused = f"{cfg.retrain_space} pausing now" if cfg.retrain_space else None
+    try:
+        cleanup(result, "finish the W&B run", finish_tracking, tracker, result)
+    finally:
+        try:
+            cleanup(result, "write the summary", write_summary, result)
+        finally:
+            cleanup(result, f"pause {cfg.retrain_space}", pause_self, cfg, hub, result)
+
+
+def cleanup(result, what: str, step, *args) -> None:
+    try:
+        step(*args)
+    except Exception as error:
+        message = f"could not {what}: {type(error).__name__}: {error}"
+        logger.error(message)
+        result.cleanup_errors.append(message)
+
+
+def finish_tracking(tracker, result) -> None:
     if tracker is not None:
         tracker.summary({"outcome": result.outcome, "step": result.step, "error": result.error,
                          "version": result.version})
         tracker.finish(exit_code=result.exit_code)
-    result.paused = f"{cfg.retrain_space} pausing now" if cfg.retrain_space else None
-    write_summary(result)
-    outcome = pause_self(cfg, hub)
-    if outcome and "NOT paused" in outcome:
-        result.paused = outcome
-        write_summary(result)
 
 
-def pause_self(cfg: JobConfig, hub) -> str | None:
-
+def pause_self(cfg: JobConfig, hub, result) -> None:
+    """Pause this job's Space; when that fails, the summary says so (it said 'pausing now')."""
     if not cfg.retrain_space:
-        return None
+        return
     try:
         SpaceController(hub or HubClient.from_config(cfg), cfg.retrain_space).pause()
-        return f"{cfg.retrain_space} paused"
-    except (HubError, OSError) as error:
-        print(f"[retrainspace] could not pause {cfg.retrain_space}: {error}", file=sys.stderr)
-        return f"{cfg.retrain_space} NOT paused: {error}"
+        result.paused = f"{cfg.retrain_space} paused"
+    except Exception as error:
+        result.paused = f"{cfg.retrain_space} NOT paused: {type(error).__name__}: {error}"
+        cleanup(result, "write the summary", write_summary, result)
+        raise
 
 
 def pause_self_without_config() -> None:
     """Bad settings must not leave the Space restart-looping: pause it with what the env has."""
     space_id = os.environ.get("RETRAIN_SPACE_ID") or os.environ.get("SPACE_ID")
-    if space_id:
-
-        token = os.environ.get("HF_TOKEN")
-        cfg = JobConfig.model_construct(label="urgency", retrain_space_id=space_id,
-                                        hf_token=SecretStr(token) if token else None,
-                                        hf_endpoint=os.environ.get("HF_ENDPOINT") or None)
-        pause_self(cfg, None)
+    if not space_id:
+        return
+    try:
+        where = HubSettings()
+        pause_space(where.endpoint, where.token, space_id)
+    except Exception as error:  # the settings error already printed is the one that matters
+        logger.error("could not pause %s: %s: %s", space_id, type(error).__name__, error)
 
 
 def new_run_dir(cfg: JobConfig) -> Path:
@@ -293,7 +300,6 @@ def new_run_dir(cfg: JobConfig) -> Path:
 
 
 def dry_run(cfg: JobConfig) -> int:
-
     print(json.dumps(cfg.dump(), indent=2))
     revision, commit = resolve_dataset_revision(HubClient.from_config(cfg), cfg)
     print(f"dataset: {cfg.dataset_repo}@{revision} (commit {commit})")
@@ -301,7 +307,6 @@ def dry_run(cfg: JobConfig) -> int:
 
 
 def rollback(cfg: JobConfig, to: str | None) -> int:
-
     hub = HubClient.from_config(cfg)
     space = SpaceController(hub, cfg.inference_space)
     tags = version_tags(hub, cfg.model_repo)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from deploy import LOCK_BRANCH, LockBusy, RunLock
+from run_lock import LOCK_BRANCH, LockBusy, RunLock
 
 
 def write_holder(hub_client, repo_id, folder, **holder) -> None:

@@ -68,3 +68,10 @@ def test_seed_builds_a_runnable_embedded_default_once(local_hub, monkeypatch):
     assert retrain.variables["LABEL"] == "urgency" and retrain.variables["MODEL_CHECKPOINT"] == "seedtest/tiny-bert"
     seed(local_hub.url, ["urgency"], "tiny", namespace="seedtest")  # idempotent
     assert client.list_tags(cfg.model_repo) == model_tags
+
+
+def test_bad_setting_still_pauses_the_retrain_space(loop, monkeypatch):
+    for key, value in {**loop.env, "DEPLOYED_SAMPLE_SIZE": "-3"}.items():
+        monkeypatch.setenv(key, value)
+    assert train_model.main([]) == 2
+    assert loop.stage(loop.retrain_space) == "PAUSED"

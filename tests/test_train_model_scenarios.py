@@ -3,10 +3,17 @@ the retrain Space ends PAUSED, the error is in the summary and the exit code, no
 half-upload, the inference Space serves a working version, and nothing is promoted blindly."""
 from __future__ import annotations
 
+import errno
+
 import pandas as pd
 import pytest
 
-from deploy import RunLock, push_and_tag
+import train_model
+from configs import load_config
+
+from deploy import push_and_tag
+from hub import HubError
+from run_lock import RunLock
 from tests.fixtures.scenarios import OLD_TAG, SAMPLE_DATA
 from tests.fixtures.servers import free_port
 
@@ -185,3 +192,32 @@ def test_release_tags_are_ordered_by_version_not_by_name(loop, constant_model_di
         loop.client.create_tag(loop.model_repo, tag, commit)
     assert version_tags(loop.client, loop.model_repo) == [
         "v20980101_000000", "v20990101_000000", "v20990101_000000_9", "v20990101_000000_10"]
+
+
+def run_job(loop, monkeypatch, **settings):
+    """train_model.run with this loop's settings: the original error propagates to the test."""
+    for key, value in {**loop.env, **{k.upper(): str(v) for k, v in settings.items()}}.items():
+        monkeypatch.setenv(key, value)
+    return train_model.run(load_config())
+
+
+def test_space_is_paused_and_the_error_kept_when_the_summary_cannot_be_written(loop, monkeypatch, caplog):
+    def disk_full(result):  # as root, no folder is unwritable: the disk is "full" instead
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_model, "write_summary", disk_full)
+    with pytest.raises(HubError, match="such-model"):
+        run_job(loop, monkeypatch, model_checkpoint="/no/such-model")
+    assert loop.stage(loop.retrain_space) == "PAUSED"
+    assert "could not write the summary: OSError" in caplog.text
+
+
+def test_hub_gone_during_the_pause_does_not_mask_the_error(loop, monkeypatch, faulty_hub, caplog):
+    url, faults = faulty_hub
+    faults.gone_for = "/pause"
+    with pytest.raises(HubError, match="such-model"):
+        run_job(loop, monkeypatch, hf_endpoint=url, model_checkpoint="/no/such-model")
+    summary = loop.summary()
+    assert summary["outcome"] == "failed" and "such-model" in summary["error"]
+    assert summary["paused"].startswith(f"{loop.retrain_space} NOT paused")
+    assert f"could not pause {loop.retrain_space}" in caplog.text

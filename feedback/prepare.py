@@ -39,7 +39,7 @@ import pandas as pd
 from configs import LABEL_SETS, ConfigError, JobConfig, load_config, normalize_text
 from feedback.groups import group_new_texts
 from feedback.settings import FeedbackSettings
-from feedback.store import FeedbackError, FeedbackStore, Report
+from feedback.store import FeedbackError, FeedbackStore, Report, SambodhanSource
 from load_dataset import SPLITS, DatasetError, find_split_files, read_split_file, validate_splits
 
 
@@ -70,6 +70,7 @@ class PrepareReport:
     dropped_rows: list[dict] = field(default_factory=list)
     split_sizes: dict[str, int] = field(default_factory=dict)
     consumed_report_ids: list[int] = field(default_factory=list)
+    upstream_import: dict[str, int] = field(default_factory=dict)
     published: bool = False
     note: str = ""
 
@@ -303,12 +304,23 @@ def publish(hub, repo: str, splits: dict[str, pd.DataFrame], files: dict[str, Pa
     hub.create_tag(repo, data.version, data.commit, repo_type="dataset", message=message)
 
 
+def import_upstream_reports(store: FeedbackStore, label: str, settings: FeedbackSettings) -> dict[str, int]:
+    """With FEEDBACK_SAMBODHAN_DB_URL: upstream's reviewed reports join ours (each once); their
+    database is only read."""
+    if settings.sambodhan_db_url is None:
+        return {}
+    source = SambodhanSource(settings.sambodhan_db_url.get_secret_value())
+    return store.import_upstream(source.reviewed_reports(label), label)
+
+
 def prepare_dataset(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSettings | None = None,
                     report_dir: Path | None = None) -> PrepareReport:
     """Publish the next dataset version of cfg.dataset_repo from the reviewed reports."""
     settings = settings or FeedbackSettings()
     repo = cfg.dataset_repo
-    data = PrepareReport(label=cfg.label, base_version=hub.newest_version_tag(repo, repo_type="dataset"))
+    upstream = import_upstream_reports(store, cfg.label, settings)
+    data = PrepareReport(label=cfg.label, base_version=hub.newest_version_tag(repo, repo_type="dataset"),
+                         upstream_import=upstream)
     with tempfile.TemporaryDirectory(prefix="feedback-prepare-") as workdir:
         snapshot = Path(workdir) / "base"
         files, splits = load_base_version(hub, repo, data.base_version, snapshot, cfg.label)

@@ -19,6 +19,10 @@ class FeedbackSettings(BaseSettings):
     max_age_days: float = Field(7, gt=0, description="A retrain is also due when the oldest new reviewed report is this old.")
     tag_timeout_s: float = Field(60, gt=0, description="How long to wait for the new dataset tag to be visible.")
     job_lock_ttl_s: float = Field(6 * 3600, gt=0, description="A trigger lock older than this belongs to a dead run.")
+    sambodhan_db_url: SecretStr | None = Field(
+        None, description="Upstream Sambodhan's backend database (read-only): prepare imports its reviewed "
+                          "misclassified_complaints rows before building the next dataset version.",
+    )
     admin_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ADMIN_TOKEN", "FEEDBACK_ADMIN_TOKEN"),
         description="Bearer token for POST /admin/retrain; unset: the endpoint refuses every call.",

@@ -1,6 +1,8 @@
 """The feedback store: the only module that touches the feedback database.
 
-`misclassified_complaints` holds one row per misclassification report. A report is pending
+`retrainspace_feedback` holds one row per misclassification report (earlier versions named it
+`misclassified_complaints`, as upstream Sambodhan's backend names a table of other columns: an
+old table of ours is renamed on first open, theirs is never touched, see `SambodhanSource`). A report is pending
 until a reviewer sets its corrected label (`mark_reviewed`); a reviewed report whose corrected
 label equals the predicted one is a *confirmed-correct* prediction. `prepare_dataset` consumes
 reviewed reports into a dataset version and stamps them with it.
@@ -25,8 +27,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, DateTime, Index, Integer, String, Text, TypeDecorator,
-    create_engine, func, select, text as sql_text, update,
+    Boolean, CheckConstraint, Column, DateTime, Index, Integer, MetaData, String, Table, Text, TypeDecorator,
+    create_engine, func, inspect, select, text as sql_text, update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
@@ -75,6 +77,10 @@ class JobAlreadyRunning(FeedbackError):
     """Another trigger holds the job lock."""
 
 
+class SchemaConflict(FeedbackError):
+    """A table of ours exists with other columns: permanent until a person fixes the database."""
+
+
 # --------------------------------------------------------------------------------------
 # Schema
 
@@ -91,7 +97,9 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def utcnow() -> datetime:
@@ -115,8 +123,11 @@ class Base(DeclarativeBase):
     pass
 
 
+OLD_REPORTS_TABLE = "misclassified_complaints"  # our table's name before; upstream's table too
+
+
 class MisclassifiedComplaint(Base):
-    __tablename__ = "misclassified_complaints"
+    __tablename__ = "retrainspace_feedback"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     complaint_id: Mapped[str | None] = mapped_column(String(128))
@@ -140,11 +151,11 @@ class MisclassifiedComplaint(Base):
         CheckConstraint("length(trim(text)) > 0", name="ck_text_not_empty"),
         # One open report per (text, label type, prediction): the DB refuses racing duplicates.
         Index(
-            "uq_open_report", "text_hash", "label_type", "predicted_label", unique=True,
+            "uq_retrainspace_feedback_open", "text_hash", "label_type", "predicted_label", unique=True,
             sqlite_where=sql_text("consumed_in_dataset_version IS NULL"),
             postgresql_where=sql_text("consumed_in_dataset_version IS NULL"),
         ),
-        Index("ix_review_state", "label_type", "reviewed", "consumed_in_dataset_version"),
+        Index("ix_retrainspace_feedback_review", "label_type", "reviewed", "consumed_in_dataset_version"),
     )
 
 
@@ -281,9 +292,13 @@ class FeedbackStore:
         self.engine.dispose()
 
     def create_schema(self) -> None:
+        """Create missing tables (renaming our old-named reports table first, so its reports
+        stay); SchemaConflict when a table of ours exists with other columns."""
         _make_sqlite_folder(self.url)
-        with self._database_errors("create the schema"):
-            Base.metadata.create_all(self.engine)
+        with self._database_errors("create the schema"), self.engine.begin() as connection:
+            rename_old_reports_table(connection)
+            Base.metadata.create_all(connection)
+            check_columns(connection)
 
     # --- reports ---------------------------------------------------------------------
     def record_report(
@@ -321,6 +336,34 @@ class FeedbackStore:
                 f"{predicted_label!r} (report {existing}, not yet consumed); review that one instead",
                 existing,
             ) from None
+
+    def import_upstream(self, reports: list["UpstreamReport"], label_type: str) -> dict[str, int]:
+        """Store upstream Sambodhan's reviewed reports as reviewed reports of ours, each once (its
+        upstream id is the reporter). Returns counts: imported, and skipped with the reason."""
+        counts = {"imported": 0, "already_imported": 0, "no_prediction": 0, "invalid": 0, "duplicate_open_report": 0}
+        with self._transaction("import upstream reports") as session:
+            done = set(session.scalars(select(MisclassifiedComplaint.reporter).where(
+                MisclassifiedComplaint.reporter.like(f"sambodhan:{OLD_REPORTS_TABLE}:%"))))
+            open_keys = set(session.execute(select(
+                MisclassifiedComplaint.text_hash, MisclassifiedComplaint.predicted_label).where(
+                MisclassifiedComplaint.label_type == label_type,
+                MisclassifiedComplaint.consumed_in_dataset_version.is_(None))).tuples())
+            for report in reports:
+                key = (text_hash(report.text or ""), report.predicted_label)
+                reason = ("already_imported" if report.reporter in done else
+                          "no_prediction" if report.predicted_label is None else
+                          "invalid" if _upstream_problem(report, label_type) else
+                          "duplicate_open_report" if key in open_keys else "imported")
+                counts[reason] += 1
+                if reason != "imported":
+                    continue
+                open_keys.add(key)
+                session.add(MisclassifiedComplaint(
+                    complaint_id=f"sambodhan:{report.complaint_id}", text=report.text.strip(), text_hash=key[0],
+                    label_type=label_type, predicted_label=report.predicted_label,
+                    corrected_label=report.corrected_label, reporter=report.reporter, reviewer="sambodhan",
+                    reviewed=True, reviewed_at=report.reviewed_at or utcnow(), created_at=utcnow()))
+        return counts
 
     def get(self, report_id: int) -> Report:
         with self._transaction("read a report") as session:
@@ -479,13 +522,119 @@ class FeedbackStore:
         except IntegrityError:
             raise
         except DBAPIError as error:
-            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
-            if self._password:
-                reason = reason.replace(self._password, "***")
+            reason = _first_line(error, self._password)
             raise DatabaseUnavailable(
                 f"could not {action}: feedback database {self.safe_url} failed ({reason}). "
                 f"Nothing was written. Check that the server is running and {DB_URL_ENV} is right."
             ) from None
+
+
+# --------------------------------------------------------------------------------------
+# Upstream Sambodhan's backend database, read-only
+
+
+@dataclass(frozen=True)
+class UpstreamReport:
+    """One reviewed row of upstream's misclassified_complaints, with its complaint's message."""
+
+    id: int
+    complaint_id: int
+    text: str
+    predicted_label: str | None
+    corrected_label: str
+    reviewed_at: datetime | None
+
+    @property
+    def reporter(self) -> str:  # marks the import: a row is imported once
+        return f"sambodhan:{OLD_REPORTS_TABLE}:{self.id}"
+
+
+def sambodhan_tables() -> tuple[Table, Table]:
+    """The columns we read of upstream's complaints and misclassified_complaints
+    (src/backend/app/models/complaint.py)."""
+    metadata = MetaData()
+    complaints = Table("complaints", metadata, Column("id", Integer), Column("message", Text))
+    reports = Table(OLD_REPORTS_TABLE, metadata, Column("id", Integer), Column("complaint_id", Integer),
+                    *(Column(f"{kind}_{label_type}", String) for kind in ("model_predicted", "correct")
+                      for label_type in LABEL_SETS),
+                    Column("reviewed", Boolean), Column("reviewed_at", UTCDateTime))
+    return complaints, reports
+
+
+class SambodhanSource:
+    """Upstream Sambodhan's backend database as a read-only source of reviewed reports."""
+
+    def __init__(self, url: str):
+        self.safe_url, self._password = mask_url(url), _password_of(url)
+        self.engine = create_engine(_read_only_url(url), **_read_only_options(url))
+
+    def reviewed_reports(self, label_type: str) -> list[UpstreamReport]:
+        """Reviewed rows that carry a corrected label of this type, oldest first."""
+        complaints, reports = sambodhan_tables()
+        predicted = reports.c[f"model_predicted_{check_label_type(label_type)}"]
+        corrected = reports.c[f"correct_{label_type}"]
+        query = (select(reports.c.id, reports.c.complaint_id, complaints.c.message, predicted, corrected,
+                        reports.c.reviewed_at)
+                 .join_from(reports, complaints, complaints.c.id == reports.c.complaint_id)
+                 .where(reports.c.reviewed.is_(True), corrected.is_not(None))
+                 .order_by(reports.c.id))
+        try:
+            with self.engine.connect() as connection:
+                return [UpstreamReport(*row) for row in connection.execute(query)]
+        except DBAPIError as error:
+            reason = _first_line(error, self._password)
+            raise DatabaseUnavailable(
+                f"could not read upstream Sambodhan's {OLD_REPORTS_TABLE} at {self.safe_url} ({reason}); "
+                "check FEEDBACK_SAMBODHAN_DB_URL") from None
+        finally:
+            self.engine.dispose()
+
+
+def _upstream_problem(report: UpstreamReport, label_type: str) -> bool:
+    labels = LABEL_SETS[label_type]
+    return (not (report.text or "").strip() or unicode_problem(report.text) is not None
+            or report.predicted_label not in labels or report.corrected_label not in labels)
+
+
+def _read_only_url(url: str) -> str:
+    if url.startswith("sqlite") and "///" in url:  # SQLite opens the file read-only through a URI
+        return f"sqlite:///file:{url.split('///', 1)[1]}?mode=ro&uri=true"
+    return url
+
+
+def _read_only_options(url: str) -> dict:
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": 5, "options": "-c default_transaction_read_only=on"}}
+    return {}
+
+
+def _first_line(error: DBAPIError, password: str | None) -> str:
+    reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else type(error).__name__
+    return reason.replace(password, "***") if password else reason
+
+
+def rename_old_reports_table(connection) -> None:
+    """An earlier version's `misclassified_complaints` (ours: it has our columns) becomes
+    `retrainspace_feedback`, with its rows and ids. Upstream Sambodhan's table of that name has
+    other columns and is left alone."""
+    tables = inspect(connection).get_table_names()
+    if MisclassifiedComplaint.__tablename__ in tables or OLD_REPORTS_TABLE not in tables:
+        return
+    columns = {c["name"] for c in inspect(connection).get_columns(OLD_REPORTS_TABLE)}
+    if set(MisclassifiedComplaint.__table__.columns.keys()) <= columns:
+        connection.execute(sql_text(
+            f"ALTER TABLE {OLD_REPORTS_TABLE} RENAME TO {MisclassifiedComplaint.__tablename__}"))
+
+
+def check_columns(connection) -> None:
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in inspect(connection).get_columns(table.name)}
+        missing = [name for name in table.columns.keys() if name not in present]
+        if missing:
+            raise SchemaConflict(
+                f"table {table.name} exists with other columns: it lacks {missing} (it has {sorted(present)}). "
+                f"It is not the feedback store's table: rename or drop it, or point {DB_URL_ENV} at another "
+                "database or schema")
 
 
 def _password_of(url: str) -> str | None:

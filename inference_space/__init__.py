@@ -9,7 +9,14 @@ MAX_TEXT_CHARS, MAX_BATCH, INFERENCE_BACKEND (torch | onnx), FEEDBACK_DB_URL, LO
 ~/.cache/retrainspace: the SQLite feedback store when FEEDBACK_DB_URL is unset). It writes only
 there, never into its code folder (a Space's code is read-only to its user).
 
-Routes: POST /predict, POST /predict/batch, GET /health, POST /feedback, GET /metrics.
+Routes: POST /predict, POST /predict/batch, GET /health, POST /feedback, GET /metrics, GET /.
+
+Upstream Sambodhan's clients work unchanged: POST /predict_<LABEL> (/predict_urgency,
+/predict_department) is /predict; /predict takes {"text": "..."} (one prediction) or
+{"text": [...]} (a list of predictions, in order, even for one text); GET / answers their
+message, status ("Active"/"Inactive") and model_version (the served tag) besides our health.
+TEXT_CLEANING (sambodhan | none, default sambodhan; see text_cleaning.py): texts are cleaned as
+upstream's APIs and dataset preparation clean them before the model sees them.
 
 Bad input: a body over MAX_REQUEST_BYTES (default 4 MiB) is refused with 413 before it is read
 (Content-Length) or once the streamed bytes pass it; a text with a lone surrogate or a NUL is a

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
 from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
 from hub import HubClient
@@ -20,7 +20,7 @@ from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
-from text_cleaning import unicode_problem
+from text_cleaning import clean, unicode_problem
 
 log = logging.getLogger("inference_space")
 
@@ -36,8 +36,15 @@ def usable_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(usable_text)]
 
 
+# One text, or a list of them as upstream Sambodhan's clients send (answered with a list). The
+# tags keep validation errors on one branch: "text: Input should be a valid string", not both.
+UNION_TAGS = ("one", "list")
+TextOrTexts = Annotated[Annotated[Text, Tag("one")] | Annotated[list[Text], Tag("list")],
+                        Discriminator(lambda value: "list" if isinstance(value, list) else "one")]
+
+
 class PredictRequest(BaseModel):
-    text: Text
+    text: TextOrTexts
 
 
 class BatchRequest(BaseModel):
@@ -63,13 +70,22 @@ def check_text(text: str, field: str, max_chars: int) -> None:
         raise invalid(f"{field}: the text has {len(text)} characters, more than MAX_TEXT_CHARS={max_chars}; shorten it")
 
 
-def check_batch(texts: list[str], settings: SpaceSettings) -> None:
+def model_input(text: str, field: str, settings: SpaceSettings) -> str:
+    """The text as the model sees it: checked, then cleaned the TEXT_CLEANING way."""
+    check_text(text, field, settings.max_text_chars)
+    cleaned = clean(text, settings.text_cleaning)
+    if not cleaned:
+        raise invalid(f"{field}: nothing is left once TEXT_CLEANING={settings.text_cleaning} removed URLs and "
+                      "HTML tags; send the complaint text")
+    return cleaned
+
+
+def batch_input(texts: list[str], settings: SpaceSettings, field: str = "texts") -> list[str]:
     if not texts:
-        raise invalid("texts: the list is empty; send at least one text")
+        raise invalid(f"{field}: the list is empty; send at least one text")
     if len(texts) > settings.max_batch:
-        raise invalid(f"texts: {len(texts)} texts, more than MAX_BATCH={settings.max_batch}; split the request")
-    for i, text in enumerate(texts):
-        check_text(text, f"texts[{i}]", settings.max_text_chars)
+        raise invalid(f"{field}: {len(texts)} texts, more than MAX_BATCH={settings.max_batch}; split the request")
+    return [model_input(text, f"{field}[{i}]", settings) for i, text in enumerate(texts)]
 
 
 def check_feedback(report: FeedbackRequest, settings: SpaceSettings) -> None:
@@ -83,7 +99,7 @@ def check_feedback(report: FeedbackRequest, settings: SpaceSettings) -> None:
 def readable(error: RequestValidationError) -> str:
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"] if p != "body") or "body"
+        where = ".".join(str(p) for p in item["loc"] if p != "body" and p not in UNION_TAGS) or "body"
         parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
@@ -120,30 +136,42 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
         return JSONResponse(status_code=503, content={"detail": detail},
                             headers={"Retry-After": str(settings.retry_after_s)})
 
+    upstream_route = f"/predict_{settings.label}"  # upstream Sambodhan's name, e.g. /predict_urgency
+
     @app.get("/")
     def index() -> dict:
-        return {"app": app.title, "routes": ["/predict", "/predict/batch", "/health", "/feedback", "/metrics"],
-                "health": server.health()}
+        health = server.health()
+        return {  # message, status, model_version: what upstream Sambodhan's clients read here
+            "message": f"{app.title} is running.", "status": "Active" if health["status"] == "ok" else "Inactive",
+            "model_version": (health["revision"] if health["status"] == "ok" else None) or "unknown",
+            "app": app.title, "routes": ["/predict", upstream_route, "/predict/batch", "/health", "/feedback",
+                                         "/metrics"],
+            "health": health,
+        }
 
     @app.get("/health")
     def health() -> dict:
         return server.health()
 
+    async def classify(texts: list[str], endpoint: str) -> list[dict]:
+        with metrics.latency.labels(endpoint).time():
+            predictions = await run_in_threadpool(server.predict, texts)
+        metrics.count_predictions(predictions)
+        return predictions
+
     @app.post("/predict")
-    async def predict(request: PredictRequest) -> dict:
-        check_text(request.text, "text", settings.max_text_chars)
-        with metrics.latency.labels("predict").time():
-            [prediction] = await run_in_threadpool(server.predict, [request.text])
-        metrics.count_predictions([prediction])
+    async def predict(request: PredictRequest) -> dict | list[dict]:
+        """One text: one prediction. A list of texts: a list of predictions, in order."""
+        if isinstance(request.text, list):
+            return await classify(batch_input(request.text, settings, "text"), "predict")
+        [prediction] = await classify([model_input(request.text, "text", settings)], "predict")
         return prediction
+
+    app.add_api_route(upstream_route, predict, methods=["POST"], summary=f"Same as /predict ({upstream_route}).")
 
     @app.post("/predict/batch")
     async def predict_batch(request: BatchRequest) -> dict:
-        check_batch(request.texts, settings)
-        with metrics.latency.labels("predict_batch").time():
-            predictions = await run_in_threadpool(server.predict, request.texts)
-        metrics.count_predictions(predictions)
-        return {"predictions": predictions}
+        return {"predictions": await classify(batch_input(request.texts, settings), "predict_batch")}
 
     @app.post("/feedback", status_code=201)
     async def feedback(report: FeedbackRequest) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport
+from feedback.store import DatabaseUnavailable, DuplicateReport, FeedbackStore, InvalidReport, SchemaConflict
 
 
 class FeedbackRejected(RuntimeError):
@@ -22,6 +22,8 @@ def rejection(error: Exception) -> FeedbackRejected:
         return FeedbackRejected(409, str(error))
     if isinstance(error, InvalidReport):
         return FeedbackRejected(422, str(error))
+    if isinstance(error, SchemaConflict):  # names tables and columns, never the server; permanent
+        return FeedbackRejected(500, str(error))
     cause = f"{type(error).__name__}: {error}"
     if isinstance(error, DatabaseUnavailable):
         return FeedbackRejected(503, "the feedback database is unavailable; the report was not recorded, "

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from configs import DEFAULT_NAMESPACE, LABEL_SETS, ConfigError, HubSettings
+from text_cleaning import DEFAULT_MODE
 
 
 def default_cache_dir() -> Path:
@@ -29,6 +30,9 @@ class SpaceSettings(HubSettings):
         "texts of MAX_TEXT_CHARS each, even JSON-escaped."))
     forward_batch_size: int = Field(32, gt=0, description="Texts per model forward pass.")
     max_length: int = Field(128, gt=0, le=8192, description="Texts are truncated to this many tokens.")
+    text_cleaning: Literal["sambodhan", "none"] = Field(DEFAULT_MODE, description=(
+        "'sambodhan': drop URLs and HTML tags and collapse whitespace before the model, as upstream "
+        "Sambodhan does; 'none': texts as sent. Use the mode the model was trained with."))
     inference_backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': int8-quantized ONNX Runtime.")
     feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: the store's SQLite file.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Model snapshots, ONNX exports, SQLite.")

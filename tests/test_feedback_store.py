@@ -54,7 +54,7 @@ def test_database_constraints_refuse_labels_of_the_wrong_type(feedback_store):
     """Rows written around the store (another client) still obey LABEL_SETS."""
     with pytest.raises(IntegrityError), feedback_store.engine.begin() as connection:
         connection.execute(sql_text(
-            "INSERT INTO misclassified_complaints (text, text_hash, label_type, predicted_label, reviewed, created_at) "
+            "INSERT INTO retrainspace_feedback (text, text_hash, label_type, predicted_label, reviewed, created_at) "
             "VALUES ('x y z', 'h', 'department', 'URGENT', false, CURRENT_TIMESTAMP)"))
 
 
@@ -138,7 +138,7 @@ def test_database_down_is_a_clear_error_without_the_password(tmp_path):
 def test_database_lost_after_start_is_a_clear_error(tmp_path):
     store = FeedbackStore(f"sqlite:///{tmp_path / 'f.db'}")
     with store.engine.begin() as connection:
-        connection.execute(sql_text("DROP TABLE misclassified_complaints"))
+        connection.execute(sql_text("DROP TABLE retrainspace_feedback"))
     with pytest.raises(DatabaseUnavailable, match="could not record a report"):
         report(store)
 

@@ -156,3 +156,15 @@ def test_space_runs_from_a_read_only_code_folder_with_state_under_home(
 
     stored = FeedbackStore(f"sqlite:///{home / '.cache' / 'retrainspace' / 'feedback.db'}", create=False)
     assert [r.text for r in stored.list_pending()] == ["pani aayena"]
+
+
+def test_schema_conflict_stops_the_space_at_start_naming_the_table(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "feedback.db") as connection:
+        connection.execute("CREATE TABLE retrainspace_feedback (id INTEGER PRIMARY KEY, note TEXT)")
+    env = space_process_env(tmp_path, LABEL="urgency", FEEDBACK_DB_URL=f"sqlite:///{tmp_path / 'feedback.db'}",
+                            HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
+    done = subprocess.run([sys.executable, "-m", "inference_space"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 2 and "table retrainspace_feedback exists with other columns" in done.stderr

@@ -11,7 +11,7 @@ from inference_space.settings import load_settings
 @pytest.fixture
 def clean_env(monkeypatch):
     for name in ("LABEL", "MODEL_ID", "MODEL_REVISION", "HF_ENDPOINT", "HF_TOKEN", "LOCALHUB_URL",
-                 "INFERENCE_BACKEND", "MAX_BATCH", "FEEDBACK_DB_URL", "PORT", "HOST"):
+                 "INFERENCE_BACKEND", "MAX_BATCH", "FEEDBACK_DB_URL", "PORT", "HOST", "TEXT_CLEANING"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LABEL", "department")
     return monkeypatch
@@ -46,7 +46,7 @@ def test_endpoint_is_the_local_hub_without_token_and_the_real_hub_with_one(clean
 
 @pytest.mark.parametrize("name,value", [
     ("LABEL", "priority"), ("INFERENCE_BACKEND", "tensorrt"), ("MAX_BATCH", "0"), ("PORT", "70000"),
-    ("HF_ENDPOINT", "ftp://hub"),
+    ("HF_ENDPOINT", "ftp://hub"), ("TEXT_CLEANING", "strip"), ("MAX_REQUEST_BYTES", "0"),
 ])
 def test_bad_setting_names_the_variable(clean_env, name, value):
     clean_env.setenv(name, value)

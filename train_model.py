@@ -112,6 +112,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     from load_dataset import load_versioned_dataset
     from model_pipeline import train
 
+    result.enter("check deployed")
     check_deployed_before_training(cfg, hub)
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)

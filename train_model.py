@@ -135,6 +135,7 @@ def limit_train_rows(cfg: JobConfig, dataset):
 
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
+    result.enter("check deployed")
     check_deployed_before_training(cfg, hub)
     result.enter("dataset")
     dataset, data_report = load_versioned_dataset(cfg, hub)

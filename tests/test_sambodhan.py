@@ -193,3 +193,21 @@ def test_no_deployed_model_skips_the_check(make_cfg, hub_client, unique_repo_id)
     cfg = make_cfg(hub_model_id=unique_repo_id, api_endpoint="http://127.0.0.1:9/predict", hf_endpoint=hub_client.endpoint)
     assert check_deployed_before_training(cfg, hub_client, log=logged.append) is None
     assert "first deploy" in logged[0]
+
+
+# --- the whole job ----------------------------------------------------------------------------
+
+
+def test_job_trains_on_their_version_and_compares_with_their_space(
+        loop, monkeypatch, push_sambodhan, constant_model_dir, sambodhan_space, unique_repo_id, capsys):
+    push_sambodhan(unique_repo_id, their_splits(), "urgency", TAG, class_names=URGENCY)
+    loop.deploy_model(constant_model_dir)
+    code = loop.run(monkeypatch, dataset_repo_id=unique_repo_id, api_endpoint=f"{sambodhan_space}/predict_urgency",
+                    decision_threshold=0.99, max_train_samples=64)
+    summary = loop.summary()
+    assert code == 0 and summary["outcome"] == "kept", summary.get("error")
+    assert summary["dataset"]["revision"] == TAG and summary["dataset"]["mapping"]["splits"]["validation"] == "eval"
+    comparison = summary["comparison"]
+    assert comparison["deployed_revision"] == TAG and comparison["deployed_mode"] == "single"
+    assert comparison["deployed"]["macro_f1"] > 0 and comparison["failed_samples"] == {}
+    assert "names the predict route" in capsys.readouterr().out

@@ -66,23 +66,43 @@ def test_worse_candidate_keeps_the_deployed_model(loop, monkeypatch, constant_mo
     assert summary["comparison"]["deployed"]["macro_f1"] == 1.0
 
 
-def test_deployed_api_down_never_promotes(loop, monkeypatch, constant_model_dir):
+def test_deployed_api_down_never_promotes_and_stops_before_training(loop, monkeypatch, constant_model_dir):
     loop.deploy_model(constant_model_dir)
     code = loop.run(monkeypatch, api_endpoint=f"http://127.0.0.1:{free_port()}", **QUICK)
-    assert_paused_with(loop, code, 1, "failed", "Not promoting")
+    summary = assert_paused_with(loop, code, 1, "failed", "Stopped before training. Not promoting")
+    assert summary["step"] == "check deployed" and not summary["training"]
     assert set(loop.tags()) == {OLD_TAG}
 
 
 @pytest.mark.parametrize("fault", ["5xx", "malformed", "slow"])
-def test_broken_deployed_api_fails_the_run_without_promoting(loop, monkeypatch, constant_model_dir,
-                                                             fake_deployed, fault):
+def test_broken_deployed_api_stops_the_run_before_training(loop, monkeypatch, constant_model_dir,
+                                                           fake_deployed, fault):
     url, faults = fake_deployed
     faults.status, faults.malformed, faults.delay = {"5xx": (503, False, 0), "malformed": (None, True, 0),
                                                      "slow": (None, False, 3.0)}[fault]
     loop.deploy_model(constant_model_dir)
     code = loop.run(monkeypatch, api_endpoint=url, deployed_timeout_s=1, deployed_retries=0, **QUICK)
+    summary = assert_paused_with(loop, code, 1, "failed", "failed the pre-training check")
+    assert not summary["training"] and set(loop.tags()) == {OLD_TAG}
+
+
+def test_deployed_api_failing_on_the_test_samples_fails_the_run_without_promoting(
+        loop, monkeypatch, constant_model_dir, fake_deployed):
+    url, faults = fake_deployed
+    faults.fail_texts = set(pd.read_csv(SAMPLE_DATA / "test.csv").text)  # the pre-training probe still passes
+    loop.deploy_model(constant_model_dir)
+    code = loop.run(monkeypatch, api_endpoint=url, deployed_retries=0, **QUICK)
     assert_paused_with(loop, code, 1, "failed", "MAX_FAILED_SAMPLES")
     assert set(loop.tags()) == {OLD_TAG}
+
+
+def test_paused_inference_space_is_named_before_training(loop, monkeypatch, constant_model_dir):
+    loop.deploy_model(constant_model_dir)
+    loop.start_inference_space()
+    loop.client.space(loop.inference_space).pause()
+    code = loop.run(monkeypatch, **QUICK)
+    summary = assert_paused_with(loop, code, 1, "failed", f"inference Space {loop.inference_space} is PAUSED")
+    assert not summary["training"] and set(loop.tags()) == {OLD_TAG}
 
 
 def test_a_few_failed_samples_are_reported_and_excluded(loop, monkeypatch, constant_model_dir, fake_deployed):

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import httpx2  # huggingface_hub's HTTP client
 from huggingface_hub import HfApi, constants
+from huggingface_hub.utils import disable_progress_bars
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -257,6 +258,11 @@ class HubClient:
 
     def space(self, space_id: str) -> "SpaceController":
         return SpaceController(self, space_id)
+
+
+def disable_hub_progress_bars() -> None:
+    """Uploads and downloads print no progress bars (for piped output: one line per update)."""
+    disable_progress_bars()
 
 
 def pause_space(endpoint: str, token: str | None, space_id: str) -> None:

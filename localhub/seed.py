@@ -161,7 +161,8 @@ def follow_retrain_space(hub, hub_url: str, space_id: str, timeout: float) -> st
         lines = httpx.get(f"{hub_url}/api/spaces/{space_id}/local-app/logs", params={"lines": 100000},
                           timeout=10).json()["lines"]
         for line in lines[printed:]:
-            print(f"  | {line}", flush=True)
+            if line.strip():
+                print(f"  | {line}", flush=True)
         printed = len(lines)
         stage = space.state().stage
         if stage not in ("BUILDING", "RUNNING", "RUNNING_BUILDING"):

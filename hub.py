@@ -14,7 +14,6 @@ repo/revision and the fix; the token never appears in them.
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -25,7 +24,6 @@ from pathlib import Path
 import httpx
 import httpx2  # huggingface_hub's HTTP client
 from huggingface_hub import HfApi, constants
-from huggingface_hub.utils import disable_progress_bars
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -34,6 +32,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import disable_progress_bars
 
 from configs import REAL_HUB_ENDPOINT, REPO_ID_RULE
 

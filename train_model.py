@@ -47,8 +47,9 @@ logger = logging.getLogger("retrainspace")
 def training():
     """model_pipeline, imported on first use: torch and transformers take seconds to import,
     and `--help` or a bad setting must answer at once."""
-    import model_pipeline
     import transformers
+
+    import model_pipeline
 
     transformers.utils.logging.set_verbosity(library_log_level())
     if not sys.stderr.isatty():
@@ -86,9 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("command", nargs="?", choices=["train", "rollback"], default="train",
                         help="train (default): the whole job. rollback: serve an earlier promoted version again")
-    parser.add_argument("--to", metavar="TAG", help="rollback: the version tag to serve (default: the one before the served one)")
+    parser.add_argument("--to", metavar="TAG",
+                        help="rollback: the version tag to serve (default: the one before the served one)")
     parser.add_argument("--status-port", type=int, metavar="PORT",
-                        help="serve a status page (current step, result) on this port while the job runs (Spaces: 7860)")
+                        help="serve a status page (current step, result) on this port while the job runs "
+                        "(Spaces: 7860)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved settings (secrets masked) and the dataset version, then exit")
     add_setting_flags(parser)

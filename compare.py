@@ -125,7 +125,7 @@ def decide(cfg, comparison: Comparison) -> Decision:
         reasons = [] if candidate_f1 >= cfg.first_deploy_min_f1 else [
             f"candidate macro-F1 {candidate_f1:.4f} is below the first-deploy floor {cfg.first_deploy_min_f1}"]
     else:
-        rule = (f"dF1 > DECISION_THRESHOLD ({cfg.decision_threshold}) and no class F1 drops by more than "
+        rule = (f"ΔF1 > DECISION_THRESHOLD ({cfg.decision_threshold}) and no class F1 drops by more than "
                 f"CLASS_F1_TOLERANCE ({cfg.class_f1_tolerance})"
                 + (" and CI lower bound > 0" if cfg.require_ci_above_zero else ""))
         reasons = _blocking_reasons(cfg, comparison)
@@ -144,11 +144,11 @@ def decide(cfg, comparison: Comparison) -> Decision:
 def _blocking_reasons(cfg, comparison: Comparison) -> list[str]:
     reasons = []
     if comparison.delta_f1 <= cfg.decision_threshold:
-        reasons.append(f"dF1 {comparison.delta_f1:+.4f} does not exceed the threshold {cfg.decision_threshold}")
+        reasons.append(f"ΔF1 {comparison.delta_f1:+.4f} does not exceed the threshold {cfg.decision_threshold}")
     for label, f1 in comparison.candidate["per_class_f1"].items():
         drop = comparison.deployed["per_class_f1"][label] - f1
         if drop > cfg.class_f1_tolerance:
             reasons.append(f"F1 of class {label!r} drops by {drop:.4f} (> {cfg.class_f1_tolerance})")
     if cfg.require_ci_above_zero and comparison.delta_f1_ci[0] <= 0:
-        reasons.append(f"the 95% CI of dF1 {comparison.delta_f1_ci} includes 0")
+        reasons.append(f"the 95% CI of ΔF1 {comparison.delta_f1_ci} includes 0")
     return reasons

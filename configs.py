@@ -98,7 +98,8 @@ class HubSettings(BaseSettings):
         None, description="Hub token (write access for the job). Unset: use the embedded local hub."
     )
     hf_endpoint: str | None = Field(
-        None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub."
+        None, description="Hub base URL. Default: the real Hub with HF_TOKEN, else the local hub at LOCALHUB_URL "
+        f"({LOCAL_HUB_ENDPOINT})."
     )
 
     _hf_endpoint_is_url = field_validator("hf_endpoint")(http_url)
@@ -150,7 +151,8 @@ class JobConfig(HubSettings):
 
     # --- training ----------------------------------------------------------------------
     max_train_samples: int | None = Field(
-        None, gt=0, description="Train on at most this many rows (a seeded sample), for quick runs and debugging."
+        None, gt=0, description="Train on at most this many rows (a seeded sample), for quick runs and debugging. "
+        "Default: every train row."
     )
     num_train_epochs: float = Field(3, gt=0, description="Training epochs.")
     train_batch_size: int = Field(16, gt=0, description="Per-device training batch size.")
@@ -189,9 +191,9 @@ class JobConfig(HubSettings):
     deployed_sample_size: int = Field(300, gt=0, description="Stratified test samples scored by both models.")
     decision_threshold: float = Field(0.001, ge=0, lt=1, description="Minimum macro-F1 gain (candidate - deployed) to promote.")
     class_f1_tolerance: float = Field(0.05, ge=0, le=1, description="Largest per-class F1 drop allowed when promoting.")
-    require_ci_above_zero: bool = Field(False, description="Also require the bootstrap CI's lower bound of dF1 > 0.")
+    require_ci_above_zero: bool = Field(False, description="Also require the bootstrap CI's lower bound of ΔF1 > 0.")
     first_deploy_min_f1: float = Field(0.3, ge=0, le=1, description="Macro-F1 floor for the first deploy (no model deployed yet).")
-    bootstrap_samples: int = Field(1000, gt=0, description="Paired bootstrap resamples for the dF1 confidence interval.")
+    bootstrap_samples: int = Field(1000, gt=0, description="Paired bootstrap resamples for the ΔF1 confidence interval.")
     deployed_timeout_s: float = Field(30, gt=0, description="Timeout of one request to the deployed API.")
     deployed_retries: int = Field(3, ge=0, description="Retries (with backoff) of a failed request to the deployed API.")
     deployed_batch_size: int = Field(32, gt=0, description="Texts per /predict/batch request.")
@@ -361,11 +363,17 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in JobConfig.model_fields.items():
         if name in SECRET_FIELDS:
             continue  # secrets come from the environment only: a flag would show in `ps`
-        default = "required" if info.is_required() else f"default: {info.default}"
-        group.add_argument(
-            _flag(name), dest=name, default=None, metavar=env_name(name),
-            help=f"{info.description} ({default})",
-        )
+        group.add_argument(_flag(name), dest=name, default=None, metavar=env_name(name),
+                           help=f"{info.description}{default_note(info)}")
+
+
+def default_note(info) -> str:
+    """The default once: a derived one is already in the description ("Default: ...")."""
+    if "Default:" in (info.description or ""):
+        return ""
+    if info.is_required():
+        return " (required)"
+    return " (default: unset)" if info.default is None else f" (default: {info.default})"
 
 
 def describe_errors(error: ValidationError) -> str:
@@ -373,7 +381,10 @@ def describe_errors(error: ValidationError) -> str:
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "settings"
         where = f"{env_name(field)} (flag {_flag(field)})" if field in JobConfig.model_fields else field
-        lines.append(f"  {where}: {item['msg']}")
+        if item["type"] == "missing" and field in JobConfig.model_fields:
+            lines.append(f"  {where}: required. {JobConfig.model_fields[field].description}")
+        else:
+            lines.append(f"  {where}: {item['msg']}")
     return "invalid settings:\n" + "\n".join(lines) + "\nFix the variable in the Space settings or pass the flag."
 
 

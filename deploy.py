@@ -114,7 +114,7 @@ Fine-tuned from `{metadata['base_model']}` with focal loss by retrainspace on da
 |---|---|---|
 {per_class}
 
-dF1 (macro): {delta}
+ΔF1 (macro): {delta}
 
 ## Decision
 

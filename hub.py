@@ -14,7 +14,6 @@ repo/revision and the fix; the token never appears in them.
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import disable_progress_bars
 
 from configs import REAL_HUB_ENDPOINT, REPO_ID_RULE
 
@@ -257,6 +257,11 @@ class HubClient:
 
     def space(self, space_id: str) -> "SpaceController":
         return SpaceController(self, space_id)
+
+
+def disable_hub_progress_bars() -> None:
+    """Uploads and downloads print no progress bars (for piped output: one line per update)."""
+    disable_progress_bars()
 
 
 def pause_space(endpoint: str, token: str | None, space_id: str) -> None:

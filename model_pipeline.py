@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from transformers import (
     EarlyStoppingCallback,
     EvalPrediction,
     PreTrainedModel,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -188,13 +190,32 @@ def load_base_model(base_model_dir: Path, cfg: JobConfig):
         )
     warn_if_head_differs(base_model_dir, cfg)
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_model_dir, local_files_only=True, num_labels=len(cfg.labels),
-        id2label=cfg.id2label, label2id=cfg.label2id, ignore_mismatched_sizes=True,
-    )
+    # transformers' own load report is a table that reads like a failure; the expected case (a new
+    # classification head) is said once below, plainly, and anything else as a warning.
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    report_level = report_logger.level
+    report_logger.setLevel(logging.ERROR)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            base_model_dir, local_files_only=True, num_labels=len(cfg.labels), output_loading_info=True,
+            id2label=cfg.id2label, label2id=cfg.label2id, ignore_mismatched_sizes=True,
+        )
+    finally:
+        report_logger.setLevel(report_level)
+    report_new_weights(info, cfg)
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().requires_grad_(False)
     return model, tokenizer
+
+
+def report_new_weights(info: dict, cfg: JobConfig) -> None:
+    new = sorted(set(info.get("missing_keys") or []) | {key for key, *_ in info.get("mismatched_keys") or []})
+    head = [key for key in new if key.split(".")[0] in ("classifier", "score", "pre_classifier")]
+    if head:
+        logger.info("new classification head for LABEL=%s (%d classes): %s, trained from scratch",
+                    cfg.label, len(cfg.labels), ", ".join(head))
+    if other := [key for key in new if key not in head]:
+        logger.warning("weights missing from the base model, newly initialised: %s", ", ".join(other))
 
 
 def warn_if_head_differs(base_model_dir: Path, cfg: JobConfig) -> None:
@@ -275,6 +296,15 @@ def training_arguments(cfg: JobConfig, output_dir: Path, precision: str, epoch_s
     )
 
 
+class LogNumbersCallback(TrainerCallback):
+    """The Trainer's printed logs, as numbers in one log line (its PrinterCallback prints strings)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            numbers = {k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+            logger.info("step %d: %s", state.global_step, json.dumps(numbers))
+
+
 class TrackerCallback(TrainerCallback):
     """Sends the Trainer's train logs and per-eval metrics to the run tracker (rank 0 only)."""
 
@@ -291,7 +321,7 @@ def build_trainer(cfg: JobConfig, model, tokenizer, tokenized, args: TrainingArg
                   alpha: torch.Tensor | None, trainer_cls: type[Trainer] = FocalLossTrainer,
                   callbacks: list[TrainerCallback] | None = None) -> Trainer:
     extra = {"gamma": cfg.focal_gamma, "alpha": alpha} if issubclass(trainer_cls, FocalLossTrainer) else {}
-    return trainer_cls(
+    trainer = trainer_cls(
         model=model, args=args,
         train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
@@ -300,6 +330,9 @@ def build_trainer(cfg: JobConfig, model, tokenizer, tokenized, args: TrainingArg
         callbacks=callbacks or [],
         **extra,
     )
+    if trainer.pop_callback(PrinterCallback) is not None:  # no progress bar (piped output): log numbers
+        trainer.add_callback(LogNumbersCallback)
+    return trainer
 
 
 def run_training(trainer: Trainer, cfg: JobConfig):
@@ -365,6 +398,8 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     model_dir = output_dir / "best_model"
     trainer.save_model(str(model_dir))  # rank 0 only; also saves the tokenizer (processing_class)
     report = report_best_model(cfg, trainer, tokenized, output_dir, tracker)
+    if is_main_process():  # the best model is in model_dir: the checkpoints only cost disk now
+        shutil.rmtree(args.output_dir, ignore_errors=True)
     return TrainResult(
         model=trainer.model, tokenizer=tokenizer, model_dir=model_dir,
         eval_metrics=report["metrics"]["validation"], test_metrics=report["metrics"]["test"],

@@ -62,7 +62,8 @@ class RunLock:
             holder = self._holder_after_grace()
             if holder is not None and not lock_is_stale(holder, self.ttl):
                 raise LockBusy(f"another retrain run holds {self.repo_id}@{LOCK_BRANCH} since "
-                               f"{time.ctime(holder['started_at'])} (run {holder['run_id']}); not starting a second one")
+                               f"{time.ctime(holder['started_at'])} (run {holder['run_id']}); "
+                               "not starting a second one")
             self.hub.delete_branch(self.repo_id, LOCK_BRANCH)
         raise LockBusy(f"could not take the run lock {self.repo_id}@{LOCK_BRANCH}")
 

@@ -61,6 +61,10 @@ def _metrics_line(name: str, metrics: dict | None) -> str:
     return f"  {name:<10} macro-F1 {metrics['macro_f1']:.4f}  accuracy {metrics['accuracy']:.4f}  ({per_class})"
 
 
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6 if folder.is_dir() else 0.0
+
+
 def render_summary(result: RunResult) -> str:
     lines = [f"retrainspace run for LABEL={result.label}: {result.outcome.upper()}"
              + (f" at step '{result.step}'" if result.outcome == "failed" else ""),
@@ -79,7 +83,7 @@ def render_summary(result: RunResult) -> str:
         lines.append(_metrics_line("deployed", comparison.get("deployed")))
         if comparison.get("delta_f1") is not None:
             low, high = comparison["delta_f1_ci"]
-            lines.append(f"  dF1 {comparison['delta_f1']:+.4f}  95% CI [{low:+.4f}, {high:+.4f}]")
+            lines.append(f"  ΔF1 {comparison['delta_f1']:+.4f}  95% CI [{low:+.4f}, {high:+.4f}]")
         if comparison.get("failed_samples"):
             lines.append(f"  deployed API failed on {len(comparison['failed_samples'])} samples (excluded for both)")
     if result.decision:
@@ -89,6 +93,8 @@ def render_summary(result: RunResult) -> str:
         lines.append(f"promoted version {result.version}; serving: {result.deployment.get('serving')}")
     if result.wandb_dir:
         lines.append(f"W&B run: {result.wandb_dir}")
+    lines.append(f"left on disk: {result.run_dir} ({folder_mb(result.run_dir):.1f} MB: the best model in "
+                 "train/best_model, plots, metadata.json, this summary; training checkpoints are deleted)")
     lines.append(f"retrain Space: {result.paused or 'not running in a Space: nothing to pause'}")
     lines.extend(f"cleanup: {problem}" for problem in result.cleanup_errors)
     return "\n".join(lines)

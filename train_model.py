@@ -12,10 +12,12 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
 
 from compare import ComparisonError, build_comparison, decide, deployed_predictions, stratified_sample
@@ -32,7 +34,7 @@ from deploy import (
 )
 from deployed_api import DeployedAPIError, DeployedModelClient
 from deployed_check import check_deployed_before_training
-from hub import HubClient, HubError, SpaceController, pause_space, version_key
+from hub import HubClient, HubError, SpaceController, disable_hub_progress_bars, pause_space, version_key
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
 from run_lock import LockBusy, RunLock
@@ -46,9 +48,34 @@ logger = logging.getLogger("retrainspace")
 def training():
     """model_pipeline, imported on first use: torch and transformers take seconds to import,
     and `--help` or a bad setting must answer at once."""
+    import transformers
+
     import model_pipeline
 
+    transformers.utils.logging.set_verbosity(library_log_level())
+    if not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()
     return model_pipeline
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def library_log_level() -> int:
+    """transformers and datasets: their warnings on rank 0, errors only on the other ranks."""
+    return logging.WARNING if is_rank_zero() else logging.ERROR
+
+
+def setup_logging() -> None:
+    """Once per process, as transformers' examples do: rank 0 logs INFO, the other ranks WARNING.
+    Piped output (a Space's log, a file) gets no progress bars: they would be one line per update."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+                        level=logging.INFO if is_rank_zero() else logging.WARNING)
+    datasets.utils.logging.set_verbosity(library_log_level())
+    if not sys.stderr.isatty():
+        datasets.disable_progress_bars()
+        disable_hub_progress_bars()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("command", nargs="?", choices=["train", "rollback"], default="train",
                         help="train (default): the whole job. rollback: serve an earlier promoted version again")
-    parser.add_argument("--to", metavar="TAG", help="rollback: the version tag to serve (default: the one before the served one)")
+    parser.add_argument("--to", metavar="TAG",
+                        help="rollback: the version tag to serve (default: the one before the served one)")
     parser.add_argument("--status-port", type=int, metavar="PORT", default=os.environ.get("PORT") or None,
                         help="serve a status page (current step, result) on this port while the job runs "
                         "(default: PORT, which the Docker image sets to 7860)")
@@ -80,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         pause_self_without_config()
         return 2
+    setup_logging()
     if args.command == "rollback":
         return rollback(cfg, args.to)
     if args.dry_run:
@@ -166,6 +195,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
                             sorted(result.run_dir.glob("confusion_*.png")))
     release = promote(hub, cfg, folder, metadata["version"], previous_release(hub, cfg.model_repo),
                       on_tagged=result.tagged)
+    shutil.rmtree(folder)  # a copy of train/best_model, now on the Hub as release.tag
     result.deployment["serving"] = release.serving
     result.outcome = "promoted"
 

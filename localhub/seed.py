@@ -4,10 +4,10 @@
     python -m localhub demo [--label urgency] [--base-model e5|tiny]
 
 seed (idempotent): dataset repos tagged v1 from data/complaints, an offline base model, a first
-deployed model (promoted by the real job, run on 60 rows), and the two local Spaces per LABEL (inference API bound to `python -m
-inference_space`, retrain job bound to `python train_model.py`). demo: seed, then restart the
-retrain Space exactly as the Restart button does, follow its log until it pauses itself, and
-print where the summary, metadata.json and the W&B offline run are.
+deployed model (promoted by the real job, run on 60 rows), and the two local Spaces per LABEL
+(inference API bound to `python -m inference_space`, retrain job bound to `python train_model.py`).
+demo: seed, then restart the retrain Space exactly as the Restart button does, follow its log
+until it pauses itself, and print where the summary, metadata.json and the W&B offline run are.
 """
 from __future__ import annotations
 
@@ -161,7 +161,8 @@ def follow_retrain_space(hub, hub_url: str, space_id: str, timeout: float) -> st
         lines = httpx.get(f"{hub_url}/api/spaces/{space_id}/local-app/logs", params={"lines": 100000},
                           timeout=10).json()["lines"]
         for line in lines[printed:]:
-            print(f"  | {line}", flush=True)
+            if line.strip():
+                print(f"  | {line}", flush=True)
         printed = len(lines)
         stage = space.state().stage
         if stage not in ("BUILDING", "RUNNING", "RUNNING_BUILDING"):

@@ -2,7 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compare import ComparisonError, build_comparison, decide, deployed_predictions, paired_bootstrap_ci, stratified_sample
+from compare import (
+    ComparisonError,
+    build_comparison,
+    decide,
+    deployed_predictions,
+    paired_bootstrap_ci,
+    stratified_sample,
+)
 from configs import JobConfig
 
 

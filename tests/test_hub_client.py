@@ -171,5 +171,6 @@ def test_model_folder_with_card_round_trips_through_a_tag(hub_client, unique_rep
     model = AutoModelForSequenceClassification.from_pretrained(snapshot)
     tokenizer = AutoTokenizer.from_pretrained(snapshot)
     assert model.num_parameters() > 0 and tokenizer("namaste")["input_ids"]
-    weights = [f for f in hub_client.api.list_repo_tree(unique_repo_id, revision=commit) if f.path.endswith(".safetensors")]
+    tree = hub_client.api.list_repo_tree(unique_repo_id, revision=commit)
+    weights = [f for f in tree if f.path.endswith(".safetensors")]
     assert weights and all(f.lfs is not None for f in weights)  # binaries go through LFS like on the Hub

@@ -1,8 +1,18 @@
 """Every bad input raises the adapter's clear exception, naming the repo/revision and the fix."""
 import pytest
 
-from hub import (AuthError, EntryNotFound, HubClient, HubError, RepoNotFound, RevisionNotFound, SpaceController,
-                 SpaceError, SpaceNotFound, TagExists)
+from hub import (
+    AuthError,
+    EntryNotFound,
+    HubClient,
+    HubError,
+    RepoNotFound,
+    RevisionNotFound,
+    SpaceController,
+    SpaceError,
+    SpaceNotFound,
+    TagExists,
+)
 from load_dataset import DatasetValidationError, download_splits
 from tests.fixtures.hub import TEST_TOKEN
 
@@ -30,7 +40,8 @@ def test_missing_revision(hub_client, unique_repo_id):
 
 def test_missing_file(hub_client, unique_repo_id):
     hub_client.ensure_repo(unique_repo_id)
-    with pytest.raises(EntryNotFound, match=rf"'nope.bin' not found in model repo '{unique_repo_id}' at revision 'main'"):
+    missing = rf"'nope.bin' not found in model repo '{unique_repo_id}' at revision 'main'"
+    with pytest.raises(EntryNotFound, match=missing):
         hub_client.download_file(unique_repo_id, "nope.bin", "main")
 
 
@@ -47,7 +58,8 @@ def test_dataset_without_splits(hub_client, unique_repo_id):
     hub_client.upload_file(unique_repo_id, "train.csv", b"text,department,urgency\na,b,NORMAL\n", "train only",
                            repo_type="dataset")
     commit = hub_client.resolve_revision(unique_repo_id, "main", "dataset")
-    with pytest.raises(DatasetValidationError, match=rf"dataset {unique_repo_id}@\w+ has no file for split\(s\) \['validation', 'test'\]"):
+    no_splits = rf"dataset {unique_repo_id}@\w+ has no file for split\(s\) \['validation', 'test'\]"
+    with pytest.raises(DatasetValidationError, match=no_splits):
         download_splits(hub_client, unique_repo_id, commit)
 
 

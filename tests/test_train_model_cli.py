@@ -1,12 +1,15 @@
 import json
-import sys
+import os
+import re
+import shlex
+import subprocess
 
 import pytest
 
 import train_model
 from configs import JobConfig
 from localhub.seed import seed
-from tests.fixtures.scenarios import OLD_TAG
+from tests.fixtures.scenarios import OLD_TAG, PROJECT_ROOT
 
 NEWER_TAG = "v20200102_000000"
 
@@ -19,6 +22,7 @@ def test_help_lists_every_setting_but_no_secret_flag(capsys):
         if name not in ("hf_token", "wandb_api_key"):
             assert "--" + name.replace("_", "-") in text
     assert "--hf-token" not in text and "rollback" in text and "--dry-run" in text
+    assert "(default: None)" not in text  # a derived default is said once, in the description
 
 
 def test_bad_setting_exits_2_naming_the_variable(monkeypatch, capsys):
@@ -26,6 +30,24 @@ def test_bad_setting_exits_2_naming_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("DEPLOYED_SAMPLE_SIZE", "-3")
     assert train_model.main([]) == 2
     assert "DEPLOYED_SAMPLE_SIZE" in capsys.readouterr().err
+
+
+def test_missing_label_names_the_flag_and_the_choices(monkeypatch, capsys):
+    monkeypatch.delenv("LABEL", raising=False)
+    assert train_model.main(["--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "LABEL (flag --label): required" in err and "'urgency'" in err
+
+
+def test_readme_dry_run_command_runs(loop):
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    (command,) = {m for m in re.findall(r"`(python train_model.py [^`]*--dry-run[^`]*)`", readme)}
+    env = {**os.environ, **loop.env}
+    env.pop("LABEL")
+    done = subprocess.run(shlex.split(command), cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"dataset: {loop.dataset_repo}@v1" in done.stdout
 
 
 def test_dry_run_prints_masked_settings_and_the_dataset_version(token_loop, monkeypatch, capsys):

@@ -10,7 +10,6 @@ import pytest
 
 import train_model
 from configs import load_config
-
 from deploy import push_and_tag
 from hub import HubError
 from run_lock import RunLock

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 
 from configs import JobConfig
 from feedback.settings import FeedbackSettings
-from feedback.store import DatabaseUnavailable, FeedbackError, FeedbackStore, JobAlreadyRunning
+from feedback.store import DatabaseUnavailable, FeedbackError, FeedbackStore, JobAlreadyRunning, SchemaConflict
 from feedback.trigger import run_trigger, trigger_status
 from hub import HubError
 
@@ -56,6 +56,8 @@ def admin_router(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSe
             raise HTTPException(409, str(error)) from None
         except DatabaseUnavailable as error:
             raise database_unavailable(error) from None
+        except SchemaConflict as error:  # permanent: a person must fix the database
+            raise HTTPException(500, str(error)) from None
         except FeedbackError as error:
             raise HTTPException(422, str(error)) from None
         except HubError as error:

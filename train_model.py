@@ -37,6 +37,7 @@ from deployed_check import check_deployed_before_training
 from hub import HubClient, HubError, SpaceController, version_key
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
+from onnx_export import add_onnx_to_release, save_samples
 from status_page import start_status_page
 from summary import RunResult, write_summary
 from tracking import RunTracker
@@ -176,6 +177,7 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
     samples = stratified_sample(dataset["test"].to_pandas(), "label", cfg.deployed_sample_size, cfg.seed)
     texts, y_true = samples["text"].tolist(), samples["label"].to_numpy()
     candidate, _ = training().predict(trained.model, trained.tokenizer, texts, cfg.eval_batch_size, cfg.max_length)
+    save_samples(run_dir, texts, y_true)  # the ONNX export is checked on the same texts
     scores, deployed_revision = score_deployed(cfg, hub, texts)
     failures = dict(scores.failures) if scores else {}
     deployed = deployed_predictions(scores.labels, cfg.label2id, failures) if scores else None
@@ -231,6 +233,7 @@ def deploy_candidate(cfg: JobConfig, hub, trained, metadata: dict, result) -> No
     previous = (version_tags(hub, cfg.model_repo) or [None])[-1]
     plots = sorted(result.run_dir.glob("confusion_*.png"))
     folder = release_folder(trained.model_dir, result.run_dir / "release", metadata, plots)
+    metadata["onnx"] = add_onnx_to_release(folder, result.run_dir, cfg.labels, cfg.max_length)
     tag, commit = push_and_tag(hub, cfg.model_repo, folder, metadata["version"])
     result.version = tag
     result.deployment = {"tag": tag, "commit": commit, "previous": previous}

@@ -17,7 +17,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 import pandas as pd
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from configs import normalize_text
 from hub import RepoNotFound, RevisionNotFound
@@ -470,6 +469,9 @@ def download_splits(hub, repo: str, commit: str) -> tuple[dict[str, pd.DataFrame
 
 def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg) -> DatasetDict:
     """DatasetDict with `text` and an integer `label` (a ClassLabel in cfg.label2id order)."""
+    # Imported here: the inference Space's admin route reads and validates splits without `datasets`.
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
     features = Features({"text": Value("string"), "label": ClassLabel(names=cfg.labels)})
     return DatasetDict({
         split: Dataset.from_dict(

@@ -37,6 +37,7 @@ from deployed_check import check_deployed_before_training
 from hub import HubClient, HubError, SpaceController, disable_hub_progress_bars, pause_space, version_key
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
+from onnx_export import add_onnx_to_release, save_samples
 from run_lock import LockBusy, RunLock
 from status_page import start_status_page
 from summary import RunResult, write_summary
@@ -193,6 +194,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     result.enter("deploy")
     folder = release_folder(trained.model_dir, result.run_dir / "release", metadata,
                             sorted(result.run_dir.glob("confusion_*.png")))
+    metadata["onnx"] = add_onnx_to_release(folder, result.run_dir, cfg.labels, cfg.max_length)
     release = promote(hub, cfg, folder, metadata["version"], previous_release(hub, cfg.model_repo),
                       on_tagged=result.tagged)
     shutil.rmtree(folder)  # a copy of train/best_model, now on the Hub as release.tag
@@ -215,6 +217,7 @@ def compare_with_deployed(cfg: JobConfig, hub, trained, dataset, run_dir: Path, 
     samples = stratified_sample(dataset["test"].to_pandas(), "label", cfg.deployed_sample_size, cfg.seed)
     texts, y_true = samples["text"].tolist(), samples["label"].to_numpy()
     candidate, _ = training().predict(trained.model, trained.tokenizer, texts, cfg.eval_batch_size, cfg.max_length)
+    save_samples(run_dir, texts, y_true)  # the ONNX export is checked on the same texts
     scores, deployed_revision = score_deployed(cfg, hub, texts)
     failures = dict(scores.failures) if scores else {}
     deployed = deployed_predictions(scores.labels, cfg.label2id, failures) if scores else None

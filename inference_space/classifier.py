@@ -59,8 +59,16 @@ class OnnxClassifier:
 
 def load_classifier(folder: Path, expected_labels: list[str], backend: str = "torch",
                     max_length: int = 128, threads: int | None = None) -> Classifier:
-    """Load a saved sequence-classification model; backend 'onnx' exports and int8-quantizes it
-    once (cached in the folder) and serves it with ONNX Runtime (`threads`: its intra-op threads)."""
+    """Load a saved sequence-classification model. Backend 'onnx' (or 'auto') serves the release's
+    model.onnx with ONNX Runtime and `tokenizers`, without torch; 'onnx' on a release without one
+    exports and int8-quantizes it once with torch (cached in the folder); 'auto' without one is
+    'torch'. `threads`: ONNX Runtime's intra-op threads."""
+    from inference_space.onnx_model import has_onnx, load_onnx_release
+
+    if backend in ("onnx", "auto") and has_onnx(folder):
+        return load_onnx_release(folder, expected_labels, max_length, threads)
+    if backend == "auto":
+        backend = "torch"
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -72,7 +80,7 @@ def load_classifier(folder: Path, expected_labels: list[str], backend: str = "to
         from inference_space.onnx_backend import int8_session
 
         return OnnxClassifier(int8_session(model, tokenizer, folder, threads), tokenizer, labels, max_length)
-    raise ValueError(f"INFERENCE_BACKEND={backend!r}: use 'torch' or 'onnx'")
+    raise ValueError(f"INFERENCE_BACKEND={backend!r}: use 'torch', 'onnx' or 'auto'")
 
 
 def to_prediction(probs: np.ndarray, labels: list[str]) -> dict:

@@ -33,7 +33,10 @@ class SpaceSettings(HubSettings):
     text_cleaning: Literal["sambodhan", "none"] = Field(DEFAULT_MODE, description=(
         "'sambodhan': drop URLs and HTML tags and collapse whitespace before the model, as upstream "
         "Sambodhan does; 'none': texts as sent. Use the mode the model was trained with."))
-    inference_backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': int8-quantized ONNX Runtime.")
+    inference_backend: Literal["torch", "onnx", "auto"] = Field("torch", description=(
+        "'onnx': the release's model.onnx with ONNX Runtime, without torch (a release without one is "
+        "exported to int8 at load, which needs torch); 'auto': onnx when the release has model.onnx, "
+        "else torch."))
     feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: the store's SQLite file.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Model snapshots, ONNX exports, SQLite.")
     load_attempts: int = Field(3, gt=0, description="Tries to fetch the model when the Hub cannot be reached.")

@@ -180,6 +180,9 @@ class JobConfig(HubSettings):
     seed: int = Field(42, description="Seed for training, sampling and bootstrap.")
 
     # --- dataset validation ------------------------------------------------------------
+    text_cleaning: Literal["sambodhan", "none"] = Field(
+        "sambodhan", description="How texts are cleaned before the model, in training as in the inference Space "
+        "(TEXT_CLEANING there too): 'sambodhan' drops URLs and HTML tags and collapses whitespace; 'none' keeps them.")
     unknown_label_policy: Literal["fail", "drop"] = Field("fail", description="Rows whose label is not in the LABEL set.")
     empty_text_policy: Literal["fail", "drop"] = Field("drop", description="Rows with an empty or whitespace text.")
     duplicate_policy: Literal["fail", "drop"] = Field("drop", description="Exact duplicate texts inside a split.")

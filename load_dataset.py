@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from configs import normalize_text
+from text_cleaning import clean
 from hub import RepoNotFound, RevisionNotFound
 
 SPLITS = ("train", "validation", "test")
@@ -482,6 +483,11 @@ def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg) -> DatasetDict:
     })
 
 
+def cleaned_texts(frame: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The text column as the model sees it, through the same cleaning the inference Space applies."""
+    return frame.assign(**{TEXT_COLUMN: frame[TEXT_COLUMN].map(lambda text: clean(text, mode) if isinstance(text, str) else text)})
+
+
 def load_versioned_dataset(cfg, hub) -> tuple[DatasetDict, DataReport]:
     """Resolve, download and validate one dataset version: (DatasetDict, DataReport)."""
     from dataset_mapping import read_mapped_splits  # it builds on this module
@@ -489,6 +495,7 @@ def load_versioned_dataset(cfg, hub) -> tuple[DatasetDict, DataReport]:
     revision, commit = resolve_dataset_revision(hub, cfg)
     # Download by commit id, not by name: a branch or tag moved meanwhile cannot mix versions.
     frames, files, mapping = read_mapped_splits(hub, cfg, revision, commit)
+    frames = {split: cleaned_texts(frame, cfg.text_cleaning) for split, frame in frames.items()}
     clean, report = validate_splits(frames, cfg, f"{cfg.dataset_repo}@{revision}", files)
     report.mapping = mapping.to_dict()
     report.repo, report.revision, report.commit = cfg.dataset_repo, revision, commit

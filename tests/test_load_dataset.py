@@ -403,3 +403,14 @@ def test_parquet_shards_load_like_csv(push_dataset, unique_repo_id, small_splits
     dataset, report = load_versioned_dataset(make_cfg(dataset_repo_id=repo), local_hub.client)
     assert dataset["train"]["text"] == small_splits["train"].text.tolist()
     assert report.files["test"] == "data/test-00000-of-00001.parquet"
+
+
+def test_texts_are_cleaned_as_the_inference_space_cleans_them(push_dataset, unique_repo_id, small_splits, make_cfg,
+                                                               local_hub):
+    raw = "Street light <b>broken</b> again,\nsee https://example.org/photo for the pole"
+    push_dataset(unique_repo_id, frames_with_extra_row(small_splits, raw), tag="v1")
+    cleaned, _ = load_versioned_dataset(make_cfg(dataset_repo_id=unique_repo_id), local_hub.client)
+    assert "Street light broken again, see for the pole" in cleaned["train"]["text"]
+    as_sent, _ = load_versioned_dataset(make_cfg(dataset_repo_id=unique_repo_id, text_cleaning="none"),
+                                        local_hub.client)
+    assert raw in as_sent["train"]["text"]

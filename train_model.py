@@ -73,6 +73,8 @@ def setup_logging() -> None:
     Piped output (a Space's log, a file) gets no progress bars: they would be one line per update."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
                         level=logging.INFO if is_rank_zero() else logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per HTTP request otherwise
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     datasets.utils.logging.set_verbosity(library_log_level())
     if not sys.stderr.isatty():
         datasets.disable_progress_bars()

@@ -20,3 +20,5 @@ def test_piped_log_has_no_escape_codes_no_progress_bars_and_numbers_as_numbers(l
     assert not re.search(r"'\w+': '[-+\d.e]+'", log), "numbers printed as strings"
     assert re.search(r'"loss": \d', log) and re.search(r'"eval_macro_f1": \d', log)
     assert log.count("new classification head") == 1 and "MISSING" not in log
+    assert "INFO model_pipeline: training urgency on 64 samples" in log  # logging is set up on rank 0
+    assert "HTTP Request:" not in log  # but not one line per HTTP request

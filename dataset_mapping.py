@@ -18,7 +18,7 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +259,7 @@ def name_ids(values: pd.Series, names: list[str]) -> pd.Series:
 def map_version(raw: RawVersion, cfg) -> tuple[dict[str, pd.DataFrame], dict[str, str], MappingReport]:
     """Our splits (columns `text` and cfg.label, label names), their file names, and the report."""
     chosen, ignored = map_split_names(raw, cfg)
-    kept = RawVersion(**{**raw.__dict__, "frames": {n: raw.frames[n] for n in chosen.values()}})
+    kept = replace(raw, frames={n: raw.frames[n] for n in chosen.values()})
     text_column = pick_column(kept, "TEXT_COLUMN", cfg.text_column, AUTO_TEXT_COLUMNS)
     label_column = pick_column(kept, "LABEL_COLUMN", cfg.label_column, (cfg.label, AUTO_LABEL_COLUMN))
     report = MappingReport(raw.layout, dict(chosen), text_column, label_column, ignored_splits=ignored)

@@ -18,7 +18,7 @@ import json
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class ResplitPlan:
 def plan_resplit(raw: RawVersion, cfg) -> ResplitPlan:
     chosen, _ = map_split_names(raw, cfg)
     names = list(dict.fromkeys(chosen.values()))
-    kept = RawVersion(**{**raw.__dict__, "frames": {n: raw.frames[n] for n in names}})
+    kept = replace(raw, frames={n: raw.frames[n] for n in names})
     text_column = pick_column(kept, "TEXT_COLUMN", cfg.text_column, AUTO_TEXT_COLUMNS)
     label_column = pick_column(kept, "LABEL_COLUMN", cfg.label_column, (cfg.label, AUTO_LABEL_COLUMN))
     rows = pd.concat([raw.frames[n].assign(**{ORIGIN: n}) for n in names], ignore_index=True)
@@ -83,7 +83,7 @@ def plan_resplit(raw: RawVersion, cfg) -> ResplitPlan:
 
 def verify(plan: ResplitPlan, cfg) -> None:
     """The job's own mapping and checks on the new splits: what it would refuse is never pushed."""
-    new = RawVersion(**{**plan.source.__dict__, "frames": plan.frames})
+    new = replace(plan.source, frames=plan.frames)
     frames, files, _ = map_version(new, cfg)
     _, data_report = validate_splits(frames, cfg, f"resplit of {plan.source.where}", files)
     plan.report["leakage_after"] = {l.split: l.leaked for l in data_report.leakage}

@@ -127,51 +127,80 @@ class DeployedModelClient:
 
     # --- scoring ------------------------------------------------------------------------
     def predict_labels(self, texts: list[str]) -> DeployedScores:
+        """Through /predict/batch (ours); else a list of texts to the predict route (Sambodhan's
+        /predict takes {"text": [...]}); else concurrent single-text requests."""
         started = time.perf_counter()
-        scores = self._predict_batched(texts)
+        scores = self._predict_batched(texts, self._post_batch, "batch")
+        if scores is None:
+            scores = self._predict_batched(texts, self._post_list, "list")
         if scores is None:
             scores = self._predict_one_by_one(texts)
         scores.seconds = time.perf_counter() - started
         return scores
 
-    def _predict_batched(self, texts: list[str]) -> DeployedScores | None:
-        """None when the Space has no /predict/batch (then the caller falls back).
+    def _predict_batched(self, texts: list[str], post, mode: str) -> DeployedScores | None:
+        """None when the Space lacks this way of batching (then the caller falls back).
         Chunks go out `concurrency` at a time: the Space batches the forward pass, the pool hides
         the round trips."""
         starts = list(range(0, len(texts), self.batch_size))
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            chunks = list(pool.map(lambda start: self._predict_chunk(texts[start:start + self.batch_size]), starts))
-        if any(chunk is None for chunk in chunks):
+        first = self._predict_chunk(texts[: self.batch_size], post)  # finds out whether the Space has it
+        if first is None:
             return None
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            rest = list(pool.map(lambda start: self._predict_chunk(texts[start:start + self.batch_size], post),
+                                 starts[1:]))
         labels: list[str | None] = []
         failures: dict[int, str] = {}
-        for start, chunk in zip(starts, chunks):
+        for start, chunk in zip(starts, [first, *rest]):
             labels.extend(chunk.labels)
             failures.update({start + i: why for i, why in chunk.failures.items()})
-        return DeployedScores(labels, failures, mode="batch")
+        return DeployedScores(labels, failures, mode=mode)
 
-    def _predict_chunk(self, chunk: list[str]) -> DeployedScores | None:
+    def _predict_chunk(self, chunk: list[str], post) -> DeployedScores | None:
         try:
-            response = self._request("POST", "/predict/batch", json={"texts": chunk})
-            if response.status_code in (404, 405):
-                return None
-            return DeployedScores(_batch_labels(response, len(chunk)))
+            labels = post(chunk)
+            return None if labels is None else DeployedScores(labels)
         except DeployedAPIError:
             # A failing batch is retried text by text so one bad text cannot sink the others.
             return self._predict_one_by_one(chunk)
 
-    def predict_label(self, text: str) -> str:
-        """The label of one text (one request, with retries)."""
-        return self._predict_one(text)
+    def _post_batch(self, chunk: list[str]) -> list[str] | None:
+        response = self._request("POST", "/predict/batch", json={"texts": chunk})
+        if response.status_code in (404, 405):
+            return None
+        return _batch_labels(response, len(chunk))
 
-    def _predict_one(self, text: str) -> str:
+    def _post_list(self, chunk: list[str]) -> list[str] | None:
+        route, response = self._post_predict(chunk)
+        if response.status_code in (404, 405, 422):  # no such route, or it takes one text only (ours)
+            return None
+        if response.status_code != 200:
+            raise DeployedAPIError(f"POST {self.base_url}{route} answered HTTP {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError:
+            raise DeployedAPIError(f"{route} answered malformed JSON: {response.text[:200]!r}") from None
+        # Sambodhan answers one object, not a list, for a list of one text.
+        predictions = [data] if isinstance(data, dict) and len(chunk) == 1 else data
+        return _labels_of(predictions, len(chunk), route)
+
+    def _post_predict(self, text: str | list[str]) -> tuple[str, httpx.Response]:
+        """POST to the predict route; on a 404 try /predict_<label> once and keep it if it answers."""
         route = self.predict_route
         response = self._request("POST", route, json={"text": text})
         if response.status_code == 404 and self.fallback_route and route != self.fallback_route:
             route = self.fallback_route
             response = self._request("POST", route, json={"text": text})
             if response.status_code != 404:
-                self.predict_route = route  # found: the other texts go there directly
+                self.predict_route = route  # found: the other requests go there directly
+        return route, response
+
+    def predict_label(self, text: str) -> str:
+        """The label of one text (one request, with retries)."""
+        return self._predict_one(text)
+
+    def _predict_one(self, text: str) -> str:
+        route, response = self._post_predict(text)
         if response.status_code != 200:
             raise DeployedAPIError(f"POST {self.base_url}{route} answered HTTP {response.status_code}: "
                                    f"{response.text[:200]}")
@@ -207,11 +236,14 @@ def _json(response: httpx.Response, path: str) -> dict:
 def _batch_labels(response: httpx.Response, expected: int) -> list[str]:
     if response.status_code != 200:
         raise DeployedAPIError(f"POST /predict/batch answered HTTP {response.status_code}: {response.text[:200]}")
-    predictions = _json(response, "/predict/batch").get("predictions")
+    return _labels_of(_json(response, "/predict/batch").get("predictions"), expected, "/predict/batch")
+
+
+def _labels_of(predictions, expected: int, route: str) -> list[str]:
     if not isinstance(predictions, list) or len(predictions) != expected:
-        raise DeployedAPIError(f"/predict/batch returned {len(predictions) if isinstance(predictions, list) else 'no'} "
+        raise DeployedAPIError(f"{route} returned {len(predictions) if isinstance(predictions, list) else 'no'} "
                                f"predictions for {expected} texts")
     labels = [p.get("label") if isinstance(p, dict) else None for p in predictions]
     if not all(isinstance(label, str) for label in labels):
-        raise DeployedAPIError("/predict/batch returned a prediction without a string 'label'")
+        raise DeployedAPIError(f"{route} returned a prediction without a string 'label'")
     return labels

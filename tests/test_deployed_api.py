@@ -55,3 +55,11 @@ def test_unreachable_api_raises_with_the_url():
         client(url).health()
     with pytest.raises(DeployedAPIError, match="not ready"):
         client(url).wait_until_ready(timeout=0.2, poll=0.05)
+
+
+def test_sambodhan_shaped_predict_takes_lists_one_request_per_chunk(sambodhan_space):
+    scores = client(sambodhan_space, label="urgency").predict_labels(TEXTS)
+    assert scores.mode == "list" and not scores.failures and set(scores.labels) == {"HIGHLY URGENT"}
+    assert len(scores.labels) == len(TEXTS)
+    one = client(f"{sambodhan_space}/predict_urgency").predict_labels(TEXTS[:1])  # one text: an object back
+    assert one.mode == "list" and one.labels == ["HIGHLY URGENT"]

@@ -179,6 +179,23 @@ class JobConfig(HubSettings):
     )
     seed: int = Field(42, description="Seed for training, sampling and bootstrap.")
 
+    # --- recipe and calibration (see recipe.py) ------------------------------------------
+    recipe: Literal["auto", "card"] = Field(
+        "auto", description="auto: adapt what is not set explicitly to the data size and device (epochs raised to "
+        "MIN_TRAIN_STEPS, lr 1e-4 for small encoders, sparse word-embedding updates on CPU). card: the settings as given.",
+    )
+    min_train_steps: int = Field(
+        150, ge=0, description="RECIPE=auto: raise the epochs (unless NUM_TRAIN_EPOCHS is set) until training makes "
+        "at least this many optimizer steps.",
+    )
+    word_embeddings: Literal["auto", "full", "sparse", "frozen"] = Field(
+        "auto", description="How the input word embeddings train: full AdamW, sparse (only the rows a batch touches; "
+        "one process), frozen. auto: sparse on a CPU with RECIPE=auto, else full. FREEZE_WORD_EMBEDDINGS=true wins.",
+    )
+    calibrate: bool = Field(
+        True, description="Fit a temperature on the validation split so served confidences are calibrated.",
+    )
+
     # --- dataset validation ------------------------------------------------------------
     text_cleaning: Literal["sambodhan", "none"] = Field(
         "sambodhan", description="How texts are cleaned before the model, in training as in the inference Space "

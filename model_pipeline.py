@@ -37,8 +37,10 @@ from transformers import (
     set_seed,
 )
 
+import calibration
 from configs import JobConfig
 from metrics import classification_metrics, confusion_matrix_png, flat_metrics
+from recipe import Recipe, resolve_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class TrainResult:
     best_checkpoint: str | None = None
     precision: str = "fp32"
     world_size: int = 1
+    recipe: dict[str, Any] = field(default_factory=dict)   # what RECIPE=auto chose, and why
+    calibration: dict[str, Any] | None = None              # temperature, ECE/Brier before and after
 
 
 # --------------------------------------------------------------------------------------
@@ -174,6 +178,22 @@ class FocalLossTrainer(Trainer):
                 # num_items_in_batch counts every rank, and DDP averages gradients over ranks.
                 loss = loss * self.args.world_size
         return (loss, outputs) if return_outputs else loss
+
+    # Sparse word-embedding gradients (WORD_EMBEDDINGS=sparse): torch's clip_grad_norm_ cannot take
+    # their norm, so clipping and the logged grad norm go through clip_grad_norm_with_sparse.
+    def _clip_grad_norm(self, model):
+        if not has_sparse_grads(model):
+            return super()._clip_grad_norm(model)
+        return clip_grad_norm_with_sparse(model.parameters(), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if grad_norm is None and has_sparse_grads(model):
+            grad_norm = clip_grad_norm_with_sparse(model.parameters(), float("inf"))
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
+
+
+def has_sparse_grads(model) -> bool:
+    return model.get_input_embeddings().sparse and model.get_input_embeddings().weight.grad is not None
 
 
 # --------------------------------------------------------------------------------------
@@ -319,7 +339,7 @@ class TrackerCallback(TrainerCallback):
 
 def build_trainer(cfg: JobConfig, model, tokenizer, tokenized, args: TrainingArguments,
                   alpha: torch.Tensor | None, trainer_cls: type[Trainer] = FocalLossTrainer,
-                  callbacks: list[TrainerCallback] | None = None) -> Trainer:
+                  callbacks: list[TrainerCallback] | None = None, optimizer_cls_and_kwargs=None) -> Trainer:
     extra = {"gamma": cfg.focal_gamma, "alpha": alpha} if issubclass(trainer_cls, FocalLossTrainer) else {}
     trainer = trainer_cls(
         model=model, args=args,
@@ -328,6 +348,7 @@ def build_trainer(cfg: JobConfig, model, tokenizer, tokenized, args: TrainingArg
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=make_compute_metrics(cfg.labels),
         callbacks=callbacks or [],
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
         **extra,
     )
     if trainer.pop_callback(PrinterCallback) is not None:  # no progress bar (piped output): log numbers
@@ -379,6 +400,8 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     model, tokenizer = load_base_model(base_model_dir, cfg)
     tokenized = tokenize_splits(dataset, tokenizer, cfg.max_length)
     processes = world_size()
+    recipe = apply_recipe(cfg, model, len(tokenized["train"]), processes)
+    cfg = cfg.model_copy(update={"num_train_epochs": recipe.epochs, "learning_rate": recipe.learning_rate})
     args = training_arguments(cfg, output_dir / "checkpoints", precision,
                               steps_per_epoch(len(tokenized["train"]), cfg, processes))
     callbacks: list[TrainerCallback] = []
@@ -386,8 +409,8 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     if tracker is not None:
         callbacks.append(TrackerCallback(tracker))
-    trainer = build_trainer(cfg, model, tokenizer, tokenized, args,
-                            class_alpha(cfg, dataset["train"]["label"]), callbacks=callbacks)
+    trainer = build_trainer(cfg, model, tokenizer, tokenized, args, class_alpha(cfg, dataset["train"]["label"]),
+                            callbacks=callbacks, optimizer_cls_and_kwargs=recipe_optimizer(args, recipe))
 
     logger.info("training %s on %d samples, %s, %d process(es)", cfg.label, len(tokenized["train"]),
                 precision, processes)
@@ -398,6 +421,7 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     model_dir = output_dir / "best_model"
     trainer.save_model(str(model_dir))  # rank 0 only; also saves the tokenizer (processing_class)
     report = report_best_model(cfg, trainer, tokenized, output_dir, tracker)
+    calibrated = calibrate(cfg, trainer, tokenized, model_dir, tracker)
     if is_main_process():  # the best model is in model_dir: the checkpoints only cost disk now
         shutil.rmtree(args.output_dir, ignore_errors=True)
     return TrainResult(
@@ -405,8 +429,109 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
         eval_metrics=report["metrics"]["validation"], test_metrics=report["metrics"]["test"],
         train_seconds=train_seconds, confusion_matrices=report["plots"],
         history=trainer.state.log_history, best_checkpoint=trainer.state.best_model_checkpoint,
-        precision=precision, world_size=processes,
+        precision=precision, world_size=processes, recipe=recipe.to_dict(), calibration=calibrated,
     )
+
+
+# --------------------------------------------------------------------------------------
+# Recipe (recipe.py decides) and calibration (calibration.py computes)
+
+
+def apply_recipe(cfg: JobConfig, model, train_rows: int, processes: int) -> Recipe:
+    """Resolve the recipe for this data, model and device; set the word embeddings' mode."""
+    recipe = resolve_recipe(cfg, train_rows, processes, model.config.hidden_size, torch.cuda.is_available())
+    if recipe.word_embeddings == "sparse" and processes > 1:
+        raise TrainingInputError("WORD_EMBEDDINGS=sparse runs in one process only; set WORD_EMBEDDINGS=full "
+                                 "or frozen under torchrun")
+    set_word_embedding_mode(model, recipe.word_embeddings)
+    logger.info("recipe %s: %g epochs (%d steps planned), lr %g, word embeddings %s%s", cfg.recipe, recipe.epochs,
+                recipe.optimizer_steps, recipe.learning_rate, recipe.word_embeddings,
+                "".join(f"; {r}" for r in recipe.reasons))
+    return recipe
+
+
+def set_word_embedding_mode(model, mode: str) -> None:
+    embeddings = model.get_input_embeddings()
+    embeddings.requires_grad_(mode != "frozen")
+    embeddings.sparse = mode == "sparse"
+
+
+def recipe_optimizer(args: TrainingArguments, recipe: Recipe):
+    """None (the Trainer's AdamW) unless the word embeddings take sparse gradients."""
+    if recipe.word_embeddings != "sparse":
+        return None
+    _, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    return SparseRowAdamW, {k: v for k, v in kwargs.items() if k not in ("fused", "foreach")}
+
+
+def clip_grad_norm_with_sparse(parameters, max_norm: float) -> torch.Tensor:
+    """torch's clip_grad_norm_ for gradients that may be sparse (torch cannot take their norm)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    values = [g.coalesce().values() if g.is_sparse else g for g in grads]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in values]))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for grad in grads:
+        grad.mul_(scale)
+    return total
+
+
+class SparseRowAdamW(torch.optim.AdamW):
+    """AdamW whose sparse-gradient parameters (the word embeddings) update only the rows that have
+    a gradient (lazy Adam, as torch's SparseAdam, with decoupled weight decay on those rows);
+    every other parameter takes torch's AdamW step."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        sparse = [(group, p, p.grad.coalesce()) for group in self.param_groups for p in group["params"]
+                  if p.grad is not None and p.grad.is_sparse]
+        for _, p, _ in sparse:
+            p.grad = None  # AdamW skips parameters without a gradient
+        super().step()
+        for group, p, grad in sparse:
+            self.row_step(group, p, grad)
+        return loss
+
+    def row_step(self, group, p: torch.Tensor, grad: torch.Tensor) -> None:
+        state = self.state[p]
+        if not state:
+            state.update(row_step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        state["row_step"] += 1
+        rows, values = grad.indices()[0], grad.values()
+        (beta1, beta2), lr, step = group["betas"], group["lr"], state["row_step"]
+        exp_avg = state["exp_avg"][rows].mul_(beta1).add_(values, alpha=1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
+        update = (exp_avg / (1 - beta1 ** step)) / ((exp_avg_sq / (1 - beta2 ** step)).sqrt() + group["eps"])
+        p[rows] = p[rows] * (1 - lr * group["weight_decay"]) - lr * update
+
+
+def split_logits(trainer: Trainer, split) -> tuple[np.ndarray, np.ndarray]:
+    output = trainer.predict(split)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.asarray(logits, dtype=np.float64), np.asarray(output.label_ids)
+
+
+def calibrate(cfg: JobConfig, trainer: Trainer, tokenized, model_dir: Path, tracker) -> dict[str, Any] | None:
+    """Fit the temperature on validation, measure ECE/Brier on test before and after, and save it
+    with the model (calibration.json travels in the release commit) so the Space serves it."""
+    if not cfg.calibrate:
+        return None
+    report = calibration.calibration_report(*split_logits(trainer, tokenized["validation"]),
+                                            *split_logits(trainer, tokenized["test"]))
+    if is_main_process():
+        calibration.save_temperature(model_dir, report)
+    logger.info("temperature %.3f: test ECE %.4f -> %.4f, Brier %.4f -> %.4f", report["temperature"],
+                report["uncalibrated"]["ece"], report["calibrated"]["ece"],
+                report["uncalibrated"]["brier"], report["calibrated"]["brier"])
+    if tracker is not None:
+        tracker.log({"calibration/temperature": report["temperature"],
+                     **{f"test/{k}_{when}": report[when][k] for when in ("uncalibrated", "calibrated")
+                        for k in ("ece", "brier", "nll")}})
+    return report
 
 
 # --------------------------------------------------------------------------------------

@@ -65,6 +65,21 @@ def folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6 if folder.is_dir() else 0.0
 
 
+def training_lines(training: dict) -> list[str]:
+    """The recipe the run used and how far its confidences can be trusted (test split)."""
+    lines = []
+    recipe, cal = training.get("recipe"), training.get("calibration")
+    if recipe:
+        lines.append(f"training: {recipe['epochs']:g} epochs ({recipe['optimizer_steps']} steps planned), "
+                     f"lr {recipe['learning_rate']:g}, word embeddings {recipe['word_embeddings']}, "
+                     f"{training.get('seconds', 0):.0f}s" + "".join(f"; {r}" for r in recipe["reasons"]))
+    if cal:
+        before, after = cal["uncalibrated"], cal["calibrated"]
+        lines.append(f"calibration: temperature {cal['temperature']:.3f} (fitted on validation); test ECE "
+                     f"{before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}")
+    return lines
+
+
 def render_summary(result: RunResult) -> str:
     lines = [f"retrainspace run for LABEL={result.label}: {result.outcome.upper()}"
              + (f" at step '{result.step}'" if result.outcome == "failed" else ""),
@@ -74,6 +89,7 @@ def render_summary(result: RunResult) -> str:
     if result.dataset:
         lines.append(f"dataset {result.dataset.get('repo')}@{result.dataset.get('revision')} "
                      f"(commit {str(result.dataset.get('commit'))[:12]})")
+    lines.extend(training_lines(result.training))
     comparison = result.comparison
     if comparison:
         lines.append(f"comparison on {comparison['n_samples']} stratified test samples"

@@ -179,7 +179,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     base_model_dir = fetch_base_model(cfg, hub)
     trained = training().train(cfg, dataset, base_model_dir, result.run_dir / "train", tracker=tracker)
     result.training = {"validation": trained.eval_metrics, "test": trained.test_metrics,
-                       "seconds": trained.train_seconds}
+                       "seconds": trained.train_seconds, "recipe": trained.recipe, "calibration": trained.calibration}
 
     result.enter("compare with deployed")
     comparison = compare_with_deployed(cfg, hub, trained, dataset, result.run_dir, tracker)

@@ -34,8 +34,9 @@ def model_labels(config, expected: list[str], where: str) -> list[str]:
 
 
 class TorchClassifier:
-    def __init__(self, model, tokenizer, labels: list[str], max_length: int):
+    def __init__(self, model, tokenizer, labels: list[str], max_length: int, temperature: float = 1.0):
         self.model, self.tokenizer, self.labels, self.max_length = model.eval(), tokenizer, labels, max_length
+        self.temperature = temperature  # fitted by the job (calibration.json): calibrated confidences
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -43,18 +44,19 @@ class TorchClassifier:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         with torch.inference_mode():
             logits = self.model(**batch).logits
-        return softmax(logits.float().numpy())
+        return softmax(logits.float().numpy() / self.temperature)
 
 
 class OnnxClassifier:
-    def __init__(self, session, tokenizer, labels: list[str], max_length: int):
+    def __init__(self, session, tokenizer, labels: list[str], max_length: int, temperature: float = 1.0):
         self.session, self.tokenizer, self.labels, self.max_length = session, tokenizer, labels, max_length
+        self.temperature = temperature
         self.input_names = [i.name for i in session.get_inputs()]
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         feed = {name: batch[name].astype(np.int64) for name in self.input_names}
-        return softmax(self.session.run(None, feed)[0])
+        return softmax(self.session.run(None, feed)[0] / self.temperature)
 
 
 def load_classifier(folder: Path, expected_labels: list[str], backend: str = "torch",
@@ -71,15 +73,19 @@ def load_classifier(folder: Path, expected_labels: list[str], backend: str = "to
         backend = "torch"
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from calibration import load_temperature
+
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     labels = model_labels(model.config, expected_labels, str(folder))
+    temperature = load_temperature(folder)
     if backend == "torch":
-        return TorchClassifier(model, tokenizer, labels, max_length)
+        return TorchClassifier(model, tokenizer, labels, max_length, temperature)
     if backend == "onnx":
         from inference_space.onnx_backend import int8_session
 
-        return OnnxClassifier(int8_session(model, tokenizer, folder, threads), tokenizer, labels, max_length)
+        return OnnxClassifier(int8_session(model, tokenizer, folder, threads), tokenizer, labels, max_length,
+                              temperature)
     raise ValueError(f"INFERENCE_BACKEND={backend!r}: use 'torch', 'onnx' or 'auto'")
 
 

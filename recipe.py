@@ -1,0 +1,70 @@
+"""The training recipe actually used: the job's settings adapted to the data size and the device.
+
+RECIPE=card trains with the settings as given (the seed card: 3 epochs, lr 2e-5, batch 16, made
+for xlm-roberta-base on a GPU). RECIPE=auto (default) fills in what was not set explicitly:
+
+- epochs: raised until the run makes at least MIN_TRAIN_STEPS optimizer steps. 350 rows at batch
+  16 are 22 steps an epoch; 3 epochs (66 steps at 2e-5) barely move the base model.
+- learning rate: 1e-4 for small encoders (hidden size <= 512, e.g. multilingual-e5-small); a
+  small model with few steps needs larger updates, and focal loss (gamma 2) shrinks the gradient
+  of the examples it already gets right. Base-size models keep the card's 2e-5.
+- word embeddings: on a CPU in one process only the rows a batch touches are updated (sparse
+  gradients, row-wise AdamW): the optimizer step over a 250k-token multilingual vocabulary
+  otherwise costs more than forward and backward. Full AdamW elsewhere.
+
+An explicitly set NUM_TRAIN_EPOCHS, LEARNING_RATE or FREEZE_WORD_EMBEDDINGS always wins.
+No torch here: the job decides the recipe before it loads the model, and tests check it cheaply.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from configs import JobConfig
+
+SMALL_ENCODER_HIDDEN_SIZE = 512
+SMALL_ENCODER_LEARNING_RATE = 1e-4
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: float
+    learning_rate: float
+    warmup_ratio: float
+    word_embeddings: str           # full | sparse | frozen
+    steps_per_epoch: int
+    optimizer_steps: int           # planned; early stopping may end sooner
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_recipe(cfg: JobConfig, train_rows: int, processes: int, hidden_size: int, on_gpu: bool) -> Recipe:
+    epoch_steps = max(1, math.ceil(train_rows / (cfg.train_batch_size * processes * cfg.gradient_accumulation_steps)))
+    explicit = cfg.model_fields_set
+    epochs, lr, reasons = cfg.num_train_epochs, cfg.learning_rate, []
+    embeddings = word_embedding_mode(cfg, processes, on_gpu)
+    if cfg.recipe == "auto":
+        floor_epochs = math.ceil(cfg.min_train_steps / epoch_steps)
+        if "num_train_epochs" not in explicit and floor_epochs > epochs:
+            epochs = float(floor_epochs)
+            reasons.append(f"epochs {cfg.num_train_epochs:g} -> {floor_epochs}: {train_rows} rows are "
+                           f"{epoch_steps} steps an epoch, MIN_TRAIN_STEPS={cfg.min_train_steps}")
+        if "learning_rate" not in explicit and hidden_size <= SMALL_ENCODER_HIDDEN_SIZE:
+            lr = SMALL_ENCODER_LEARNING_RATE
+            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:g}: small encoder (hidden size {hidden_size})")
+        if embeddings == "sparse":
+            reasons.append("word embeddings: sparse row updates (CPU, one process)")
+    return Recipe(epochs=epochs, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, word_embeddings=embeddings,
+                  steps_per_epoch=epoch_steps, optimizer_steps=math.ceil(epochs * epoch_steps), reasons=reasons)
+
+
+def word_embedding_mode(cfg: JobConfig, processes: int, on_gpu: bool) -> str:
+    if cfg.freeze_word_embeddings:
+        return "frozen"
+    if cfg.word_embeddings != "auto":
+        return cfg.word_embeddings
+    if cfg.recipe == "auto" and not on_gpu and processes == 1:
+        return "sparse"
+    return "full"

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 CALIBRATION_FILE = "calibration.json"
 ECE_BINS = 15
@@ -36,6 +35,8 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T minimising the NLL of logits / T (a bounded search over log T)."""
+    from scipy.optimize import minimize_scalar  # only the job fits; the inference Space only reads T
+
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         return 1.0

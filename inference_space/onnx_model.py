@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration import load_temperature
 from inference_space.classifier import model_labels, softmax
 
 ONNX_MODEL = "model.onnx"
@@ -68,8 +69,9 @@ def ort_session(path: Path, threads: int | None = None):
 class OrtClassifier:
     """Text -> probabilities with an ONNX model and a `tokenizers` Tokenizer."""
 
-    def __init__(self, session, tokenizer, labels: list[str]):
+    def __init__(self, session, tokenizer, labels: list[str], temperature: float = 1.0):
         self.session, self.tokenizer, self.labels = session, tokenizer, labels
+        self.temperature = temperature  # fitted by the job (calibration.json): calibrated confidences
         self.input_names = [i.name for i in session.get_inputs()]
 
     def logits(self, texts: list[str]) -> np.ndarray:
@@ -80,7 +82,7 @@ class OrtClassifier:
         return self.session.run(None, feed)[0]
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return softmax(self.logits(texts))
+        return softmax(self.logits(texts) / self.temperature)
 
 
 def load_onnx_release(folder: Path, expected_labels: list[str], max_length: int = 128,
@@ -93,4 +95,5 @@ def load_onnx_release(folder: Path, expected_labels: list[str], max_length: int 
                 "(model.onnx + tokenizer.json); set INFERENCE_BACKEND=torch (an image with torch) to serve this one")
     config = _Config(folder)
     labels = model_labels(config, expected_labels, str(folder))
-    return OrtClassifier(ort_session(folder / model_file, threads), load_tokenizer(folder, config, max_length), labels)
+    return OrtClassifier(ort_session(folder / model_file, threads), load_tokenizer(folder, config, max_length), labels,
+                         load_temperature(folder))

@@ -22,7 +22,7 @@ from tests.fixtures.space import SPACE_LABEL, free_port
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["सडकमा पानी जमेको छ", "no teacher at the school for three months", "बिजुली छैन", "police",
          "water " * 300]  # the last one is truncated to max_length
-HEAVY = ("torch", "transformers", "datasets", "sklearn")
+HEAVY = ("torch", "transformers", "datasets", "sklearn", "scipy")
 
 
 def release_copy(classifier_dir: Path, folder: Path, metadata: dict | None = None) -> Path:
@@ -73,6 +73,24 @@ def test_fp32_onnx_scores_match_the_torch_backend(space_classifier_dir, tmp_path
     onnx_model = load_onnx_release(folder, LABEL_SETS[SPACE_LABEL])
     assert onnx_model.labels == torch_model.labels
     np.testing.assert_allclose(onnx_model.predict_proba(TEXTS), torch_model.predict_proba(TEXTS), atol=1e-4)
+
+
+def test_both_backends_serve_the_calibrated_temperature_alike(space_classifier_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from inference_space.onnx_backend import export_fp32
+
+    folder = release_copy(space_classifier_dir, tmp_path / "release")
+    export_fp32(AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder),
+                folder / ONNX_MODEL)
+    plain = load_onnx_release(folder, LABEL_SETS[SPACE_LABEL]).predict_proba(TEXTS)
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 3.0}))
+    onnx_model = load_onnx_release(folder, LABEL_SETS[SPACE_LABEL])
+    torch_model = load_classifier(folder, LABEL_SETS[SPACE_LABEL], "torch")
+    np.testing.assert_allclose(onnx_model.predict_proba(TEXTS), torch_model.predict_proba(TEXTS), atol=1e-4)
+    calibrated = onnx_model.predict_proba(TEXTS)
+    assert (calibrated.max(axis=1) < plain.max(axis=1)).all()  # T > 1 softens every answer
+    assert (calibrated.argmax(axis=1) == plain.argmax(axis=1)).all()  # and never changes the label
 
 
 def test_auto_backend_serves_onnx_only_when_the_release_has_it(onnx_release, space_classifier_dir):

@@ -220,6 +220,9 @@ class JobConfig(HubSettings):
     deployed_concurrency: int = Field(8, gt=0, description="Parallel /predict requests when /predict/batch is missing.")
     max_failed_samples: int = Field(3, ge=0, description="Samples the deployed API may fail on before the run fails.")
     space_wake_timeout_s: float = Field(300, gt=0, description="How long to wait for a sleeping or building Space to answer.")
+    wake_deployed: bool = Field(
+        False, description="Restart a PAUSED inference Space for the comparison and pause it again afterwards "
+        "(also when the run fails). Default: a paused Space stops the run before training.")
 
     # --- deploy ----------------------------------------------------------------------------
     serving_timeout_s: float = Field(600, gt=0, description="How long the restarted inference Space may take to serve the new version.")

@@ -19,6 +19,7 @@ from typing import Callable
 
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, TagExists, version_key
+from interrupts import deferred_signals
 
 REVISION_VARIABLE = "MODEL_REVISION"
 LIBRARIES = ("torch", "transformers", "datasets", "huggingface_hub", "scikit-learn", "accelerate", "wandb")
@@ -165,18 +166,56 @@ def promote(hub: HubClient, cfg, folder: Path, version: str, previous: str | Non
             on_tagged: Callable[[Release], None] = lambda release: None) -> Release:
     """Push and tag the release folder, then make the inference Space serve it and verify; if it
     never serves, the Space goes back to `previous` and DeployError says so. `on_tagged` hears of
-    the tag before the restart, so a failed restart still names what was pushed."""
-    tag, commit = push_and_tag(hub, cfg.model_repo, folder, version)
-    release = Release(tag, commit, previous)
-    on_tagged(release)
-    health = restart_with_rollback(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
+    the tag before the restart, so a failed restart still names what was pushed.
+
+    A SIGTERM/SIGINT is held during push + tag and during pin + restart + verify (+ rollback), then
+    raised: nothing is left half-pushed or half-pinned. One landing between the two sections leaves
+    a complete tagged release that was never served; MODEL_REVISION still pins the served one."""
+    with deferred_signals():
+        tag, commit = push_and_tag(hub, cfg.model_repo, folder, version)
+        release = Release(tag, commit, previous)
+        on_tagged(release)
+    with deferred_signals():
+        health = restart_with_rollback(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
     release.serving = health.get("revision")
     return release
 
 
-def previous_release(hub: HubClient, repo_id: str) -> str | None:
-    """The newest release tag (the one served unless pinned otherwise), or None before the first."""
-    return (version_tags(hub, repo_id) or [None])[-1]
+def served_release(space: SpaceController, health_revision: str | None) -> str | None:
+    """What the inference Space served before this run, the rollback target: its MODEL_REVISION,
+    else the revision its /health reported (None before the first deploy). Never merely the
+    newest tag: a run that crashed after tagging leaves a tag that was never served."""
+    try:
+        pinned = space.state().variables.get(REVISION_VARIABLE)
+    except HubError:  # no Space (API_ENDPOINT only): /health is all there is
+        pinned = None
+    return pinned or health_revision
+
+
+def unserved_tags(hub: HubClient, repo_id: str, served: str | None) -> list[str]:
+    """Version tags newer than the served one: left by runs that crashed or were interrupted
+    between tagging and serving, or whose release was rolled back."""
+    served_key = version_key(served) if served else None
+    if served_key is None:
+        return []
+    return [tag for tag in version_tags(hub, repo_id) if version_key(tag) > served_key]
+
+
+def previously_served(hub: HubClient, repo_id: str, current: str | None, tags: list[str]) -> str | None:
+    """The version served before `current`: the one its release replaced (its metadata.json names
+    the deployed revision it was compared with), else the newest version tag older than it."""
+    if current is None:
+        return None
+    try:
+        metadata = json.loads(hub.download_file(repo_id, "metadata.json", current).read_text())
+        replaced = (metadata.get("comparison") or {}).get("deployed_revision")
+    except (HubError, ValueError, AttributeError):
+        replaced = None
+    if replaced in tags and replaced != current:
+        return replaced
+    current_key = version_key(current)
+    older = [tag for tag in tags if current_key and version_key(tag) < current_key]
+    return older[-1] if older else None
 
 
 def version_tags(hub: HubClient, repo_id: str) -> list[str]:

@@ -4,9 +4,12 @@ A deployed model that cannot be scored makes the job refuse to promote, but only
 and after waiting SPACE_WAKE_TIMEOUT_S. This check finds that out first: the API is reachable,
 answers `/predict` (or Sambodhan's `/predict_urgency`) within seconds, and the answered label is
 one of the LABEL's labels. `/health` is used when the Space has one. A sleeping Space is woken
-and left to wake while the job trains; a paused or crashed one stops the run here, by name.
+and left to wake while the job trains; a paused or crashed one stops the run here, by name
+(WAKE_DEPLOYED=true: a paused one is restarted for the run and paused again after it).
 """
 from __future__ import annotations
+
+import contextlib
 
 from hub import HubError, RepoNotFound, SpaceController
 from deployed_api import DeployedAPIError, DeployedModelClient
@@ -46,7 +49,8 @@ def check_deployed_before_training(cfg, hub, log=print) -> dict | None:
         if state.stage in STOPPED_STAGES:
             raise DeployedCheckError(
                 f"inference Space {cfg.inference_space} is {state.stage}: it cannot answer. Restart it (Space "
-                f"settings, or HfApi.restart_space) or point API_ENDPOINT at a running API. {stop}")
+                f"settings, or HfApi.restart_space), set WAKE_DEPLOYED=true (a PAUSED one is restarted for "
+                f"the comparison and paused again), or point API_ENDPOINT at a running API. {stop}")
         if not state.url:
             raise DeployedCheckError(f"inference Space {cfg.inference_space} reports no URL ({state.stage}); "
                                      f"set API_ENDPOINT. {stop}")
@@ -79,6 +83,35 @@ def check_deployed_before_training(cfg, hub, log=print) -> dict | None:
             f"it serves another classifier. Set API_ENDPOINT/SPACE_REPO_ID to the {cfg.label} API. {stop}")
     log(f"[deployed] {url} answers ({answer['via']}, label {label!r}, version {answer.get('revision')})")
     return answer
+
+
+@contextlib.contextmanager
+def deployed_space_awake(cfg, hub, log=print):
+    """WAKE_DEPLOYED=true and the inference Space is PAUSED: restart it for the block (the check
+    before training then waits for it like for a sleeping one) and pause it again afterwards,
+    whatever happened inside. Otherwise nothing."""
+    space = SpaceController(hub, cfg.inference_space)
+    if not cfg.wake_deployed or cfg.api_endpoint or deployed_version(cfg, hub) is None or not _paused(space):
+        yield
+        return
+    log(f"[deployed] inference Space {cfg.inference_space} is PAUSED; WAKE_DEPLOYED=true: restarting it "
+        "for the comparison, pausing it again after the run")
+    try:
+        space.restart()
+        yield
+    finally:
+        try:
+            space.pause()
+            log(f"[deployed] inference Space {cfg.inference_space} paused again")
+        except HubError as error:
+            log(f"[deployed] could NOT pause {cfg.inference_space} again: {error}; pause it by hand")
+
+
+def _paused(space: SpaceController) -> bool:
+    try:
+        return space.state().stage == "PAUSED"
+    except HubError:  # no such Space: the check before training names it
+        return False
 
 
 def probe_client(cfg, url: str, timeout: float = PROBE_TIMEOUT_S) -> DeployedModelClient:

@@ -6,14 +6,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-OUTCOME_EXIT_CODES = {"promoted": 0, "kept": 0, "skipped": 0, "failed": 1}
+OUTCOME_EXIT_CODES = {"promoted": 0, "kept": 0, "skipped": 0, "failed": 1, "interrupted": 143}
 
 
 @dataclass
 class RunResult:
     label: str
     run_dir: Path
-    outcome: str = "failed"            # promoted | kept | skipped | failed
+    outcome: str = "failed"            # promoted | kept | skipped | failed | interrupted (SIGTERM/SIGINT)
     step: str = "config"               # the step running now, or the one that failed
     version: str | None = None         # the tag pushed when promoted
     dataset: dict = field(default_factory=dict)
@@ -21,6 +21,7 @@ class RunResult:
     comparison: dict = field(default_factory=dict)
     decision: dict = field(default_factory=dict)
     deployment: dict = field(default_factory=dict)
+    unserved_tags: list[str] = field(default_factory=list)  # newer than the served version, never served
     error: str | None = None
     wandb_dir: str | None = None
     paused: str | None = None
@@ -82,7 +83,7 @@ def training_lines(training: dict) -> list[str]:
 
 def render_summary(result: RunResult) -> str:
     lines = [f"retrainspace run for LABEL={result.label}: {result.outcome.upper()}"
-             + (f" at step '{result.step}'" if result.outcome == "failed" else ""),
+             + (f" at step '{result.step}'" if result.outcome in ("failed", "interrupted") else ""),
              f"  duration {result.seconds:.0f}s, run folder {result.run_dir}"]
     if result.error:
         lines.append(f"  error: {result.error}")
@@ -105,6 +106,9 @@ def render_summary(result: RunResult) -> str:
     if result.decision:
         lines.append(f"decision: {result.decision['outcome']} — {'; '.join(result.decision['reasons'])}")
         lines.append(f"  rule: {result.decision['rule']}")
+    if result.unserved_tags:
+        lines.append(f"tags never served (left by crashed, interrupted or rolled-back runs): "
+                     f"{', '.join(result.unserved_tags)}")
     if result.version:
         lines.append(f"promoted version {result.version}; serving: {result.deployment.get('serving')}")
     if result.wandb_dir:

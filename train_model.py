@@ -25,16 +25,19 @@ from configs import ConfigError, HubSettings, JobConfig, add_setting_flags, load
 from deploy import (
     REVISION_VARIABLE,
     build_metadata,
-    previous_release,
+    previously_served,
     promote,
     release_folder,
     serve_revision,
+    served_release,
+    unserved_tags,
     version_tag,
     version_tags,
 )
 from deployed_api import DeployedAPIError, DeployedModelClient
-from deployed_check import check_deployed_before_training
-from hub import HubClient, HubError, SpaceController, disable_hub_progress_bars, pause_space, version_key
+from deployed_check import check_deployed_before_training, deployed_space_awake
+from hub import HubClient, HubError, SpaceController, disable_hub_progress_bars, pause_space
+from interrupts import JobInterrupted, cleaning_up, deferred_signals, handle_signals
 from load_dataset import load_versioned_dataset, resolve_dataset_revision
 from metrics import confusion_matrix_png
 from onnx_export import add_onnx_to_release, save_samples
@@ -112,11 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         pause_self_without_config()
         return 2
     setup_logging()
-    if args.command == "rollback":
-        return rollback(cfg, args.to)
-    if args.dry_run:
-        return dry_run(cfg)
-    return run(cfg, status_port=args.status_port).exit_code
+    with handle_signals():  # SIGTERM/SIGINT: clean up, exit 143/130 (interrupts.py)
+        try:
+            if args.command == "rollback":
+                return rollback(cfg, args.to)
+            if args.dry_run:
+                return dry_run(cfg)
+            return run(cfg, status_port=args.status_port).exit_code
+        except JobInterrupted as interrupted:
+            print(f"[retrainspace] {interrupted}: stopped", file=sys.stderr, flush=True)
+            return interrupted.exit_code
 
 
 class CleanupError(RuntimeError):
@@ -136,15 +144,19 @@ def run(cfg: JobConfig, status_port: int | None = None):
         tracker = RunTracker(cfg, result.run_dir)
         result.wandb_dir = tracker.url  # the run page online, the offline run folder otherwise
         result.enter("run lock")
-        with RunLock(hub, cfg.model_repo, cfg.lock_ttl_s, result.run_dir):
+        with RunLock(hub, cfg.model_repo, cfg.lock_ttl_s, result.run_dir), deployed_space_awake(cfg, hub):
             retrain(cfg, hub, tracker, result)
     except LockBusy as busy:
         result.outcome, result.error = "skipped", str(busy)
+    except JobInterrupted as interrupted:  # the platform stops or restarts this Space
+        result.outcome, result.error = "interrupted", str(interrupted)
+        raise
     except BaseException as error:
         result.outcome, result.error = "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
-        finish_run(cfg, hub, tracker, result)
+        with cleaning_up():
+            finish_run(cfg, hub, tracker, result)
     if result.cleanup_errors:  # the run itself went well: say what the cleanup could not do
         raise CleanupError("; ".join(result.cleanup_errors))
     return result
@@ -188,6 +200,8 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     result.enter("decide")
     decision = decide(cfg, comparison)
     result.decision = decision.to_dict()
+    served = served_release(SpaceController(hub, cfg.inference_space), comparison.deployed_revision)
+    result.unserved_tags = unserved_tags(hub, cfg.model_repo, served)
     metadata = write_metadata(cfg, result)
     if not decision.promote:
         result.outcome = "kept"
@@ -197,7 +211,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     folder = release_folder(trained.model_dir, result.run_dir / "release", metadata,
                             sorted(result.run_dir.glob("confusion_*.png")))
     metadata["onnx"] = add_onnx_to_release(folder, result.run_dir, cfg.labels, cfg.max_length)
-    release = promote(hub, cfg, folder, metadata["version"], previous_release(hub, cfg.model_repo),
+    release = promote(hub, cfg, folder, metadata["version"], served,
                       on_tagged=result.tagged)
     shutil.rmtree(folder)  # a copy of train/best_model, now on the Hub as release.tag
     result.deployment["serving"] = release.serving
@@ -246,9 +260,11 @@ def score_deployed(cfg: JobConfig, hub, texts: list[str]):
     if deployed_tag is None:
         return None, None
     try:
-        url = cfg.api_endpoint or SpaceController(hub, cfg.inference_space).state().url
+        state = None if cfg.api_endpoint else SpaceController(hub, cfg.inference_space).state()
+        url = cfg.api_endpoint or state.url
         if not url:
-            raise ComparisonError(f"Space {cfg.inference_space} reports no URL; set API_ENDPOINT")
+            raise ComparisonError(f"inference Space {cfg.inference_space} is {state.stage} and reports no URL: "
+                                  "restart it, set WAKE_DEPLOYED=true, or set API_ENDPOINT")
         client = DeployedModelClient.from_config(cfg, url)
         try:
             revision = client.wait_until_ready(cfg.space_wake_timeout_s).get("revision")
@@ -273,6 +289,8 @@ def finish_run(cfg: JobConfig, hub, tracker, result) -> None:
     own error. Pausing comes last: pausing its own Space stops this process, on the Hub as locally."""
     result.seconds = time.time() - result.started_at
     result.paused = f"{cfg.retrain_space} pausing now" if cfg.retrain_space else None
+    if result.outcome == "interrupted":
+        result.paused = f"{cfg.retrain_space or 'this job'} not paused: {result.error}, the platform stops it"
     try:
         cleanup(result, "finish the W&B run", finish_tracking, tracker, result)
     finally:
@@ -300,7 +318,7 @@ def finish_tracking(tracker, result) -> None:
 
 def pause_self(cfg: JobConfig, hub, result) -> None:
     """Pause this job's Space; when that fails, the summary says so (it said 'pausing now')."""
-    if not cfg.retrain_space:
+    if not cfg.retrain_space or result.outcome == "interrupted":
         return
     try:
         SpaceController(hub or HubClient.from_config(cfg), cfg.retrain_space).pause()
@@ -348,17 +366,16 @@ def rollback(cfg: JobConfig, to: str | None) -> int:
     tags = version_tags(hub, cfg.model_repo)
     current = space.state().variables.get(REVISION_VARIABLE) or (tags[-1] if tags else None)
     if to is None:
-        served = version_key(current) if current else None
-        older = [t for t in tags if served and version_key(t) < served]
-        if not older:
-            print(f"no version older than {current} on {cfg.model_repo}; tags: {tags}", file=sys.stderr)
+        to = previously_served(hub, cfg.model_repo, current, tags)
+        if to is None:
+            print(f"no version served before {current} on {cfg.model_repo}; tags: {tags}", file=sys.stderr)
             return 1
-        to = older[-1]
     if to not in tags:
         print(f"{to} is not a version tag of {cfg.model_repo}; choose one of {tags[-cfg.keep_versions:]}",
               file=sys.stderr)
         return 1
-    health = serve_revision(space, cfg, to)
+    with deferred_signals():
+        health = serve_revision(space, cfg, to)
     print(f"{cfg.inference_space} serves {health.get('revision')} (was {current})")
     return 0
 

@@ -1,0 +1,97 @@
+"""SIGTERM/SIGINT sent to a real `python train_model.py` against the local hub: the run ends
+'interrupted' with its step, releases the lock, leaves nothing half-deployed, and does not pause
+its own Space (the platform is stopping or restarting it)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from run_lock import LOCK_BRANCH
+from tests.fixtures.scenarios import PROJECT_ROOT
+
+
+class Job:
+    """`python train_model.py` in a subprocess; its output collected line by line."""
+
+    def __init__(self, loop, **settings):
+        env = {**os.environ, **loop.env, **{k.upper(): str(v) for k, v in settings.items()}}
+        env.pop("SPACE_ID", None)
+        self.lines: list[str] = []
+        self.process = subprocess.Popen([sys.executable, "train_model.py"], cwd=PROJECT_ROOT, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None, f"the job ended before {text!r}:\n{''.join(self.lines[-30:])}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout}s:\n{''.join(self.lines[-30:])}"
+            time.sleep(0.2)
+
+    def stop(self, signum: int, timeout: float = 180) -> int:
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.reader.join(10)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def job_of():
+    started: list[Job] = []
+
+    def start(loop, **settings) -> Job:
+        started.append(Job(loop, **settings))
+        return started[-1]
+
+    yield start
+    for job in started:
+        job.kill()
+
+
+def assert_interrupted(loop, job, code: int, expected: int, step: str) -> dict:
+    summary = loop.summary()
+    assert code == expected, "".join(job.lines[-30:])
+    assert summary["outcome"] == "interrupted" and summary["step"] == step
+    assert signal.Signals(expected - 128).name in summary["error"]
+    assert LOCK_BRANCH not in loop.client.list_branches(loop.model_repo)
+    assert loop.stage(loop.retrain_space) != "PAUSED"
+    assert "not paused" in summary["paused"]
+    return summary
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_training_cleans_up_without_pausing(loop, job_of, signum):
+    job = job_of(loop, num_train_epochs=500, max_train_samples=64)  # far longer than the test waits
+    job.wait_for("step: train")
+    time.sleep(3)  # into the Trainer, not only the model load
+    code = job.stop(signum)
+    assert_interrupted(loop, job, code, 128 + signum, "train")
+    assert loop.tags() == {}
+
+
+def test_signal_during_the_push_leaves_a_complete_release_or_none_and_pins_nothing(loop, job_of, faulty_hub):
+    url, faults = faulty_hub
+    faults.commit_delay = 5.0  # the hub answers the release commit slowly: the signal lands inside it
+    loop.start_inference_space(serving=False)  # first deploy: the Space runs, nothing pinned yet
+    job = job_of(loop, hf_endpoint=url, max_train_samples=64)
+    assert faults.commit_started.wait(600), "".join(job.lines[-30:])
+    code = job.stop(signal.SIGTERM)
+    summary = assert_interrupted(loop, job, code, 143, "restart + verify")
+    tags = loop.tags()
+    assert set(tags) == {summary["version"]}  # the push was completed and tagged, then the job stopped
+    files = loop.client.list_files(loop.model_repo, summary["version"])
+    assert {"metadata.json", "config.json", "model.safetensors"} <= set(files)
+    assert loop.pinned_revision() is None  # the Space was never pointed at it

@@ -76,7 +76,7 @@ def export_variants(folder: Path, tmp: Path) -> dict[str, Path]:
 
 def check_variants(folder: Path, files: dict[str, Path], texts: list[str], y_true: np.ndarray,
                    labels: list[str], max_length: int) -> tuple[str | None, dict]:
-    """(chosen variant or None, a record per variant) against the eager model, in VARIANTS order."""
+    """(chosen variant or None, a record per variant) against the eager model, in the order of `files`."""
     from inference_space.classifier import load_classifier
     from inference_space.onnx_model import load_onnx_release
 
@@ -86,12 +86,12 @@ def check_variants(folder: Path, files: dict[str, Path], texts: list[str], y_tru
     eager = order[predict_labels(eager_model, texts)]
     eager_f1 = macro_f1(y_true, eager, len(labels))
     records, chosen = {}, None
-    for name in VARIANTS:
-        onnx_model = load_onnx_release(folder, labels, max_length, model_file=str(files[name]))
+    for name, path in files.items():
+        onnx_model = load_onnx_release(folder, labels, max_length, model_file=str(path))
         predicted = order[predict_labels(onnx_model, texts)]
         f1 = macro_f1(y_true, predicted, len(labels))
         records[name] = {"macro_f1": round(f1, 4), "agreement": round(float((predicted == eager).mean()), 4),
-                         "bytes": files[name].stat().st_size,
+                         "bytes": path.stat().st_size,
                          "within_tolerance": f1 >= eager_f1 - F1_TOLERANCE}
         log.info("onnx %s: macro-F1 %.4f (eager %.4f), agreement %.3f, %.1f MB", name, f1, eager_f1,
                  records[name]["agreement"], records[name]["bytes"] / 1e6)

@@ -47,14 +47,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 def train_tiny_classifier(out_dir: Path, label: str, epochs: int, hidden: int, layers: int, lr: float,
                           max_length: int) -> Path:
     """The offline tiny BERT fine-tuned on the fixture train split (a plain loop: seconds)."""
+    from offline_models.tiny import build_tiny_model
+
+    texts = pd.concat(pd.read_csv(DATA_DIR / f"{s}.csv") for s in ("train", "validation", "test")).text.tolist()
+    base = build_tiny_model(out_dir / "base", texts, hidden_size=hidden, layers=layers)
+    return fine_tune(base, out_dir / "classifier", label, epochs, lr, max_length)
+
+
+def fine_tune(base: Path, out_dir: Path, label: str, epochs: int, lr: float, max_length: int) -> Path:
+    """`base` with a new head trained on the fixture train split (a plain loop), saved to out_dir."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from offline_models.tiny import build_tiny_model
-
     labels, train = LABEL_SETS[label], pd.read_csv(DATA_DIR / "train.csv")
-    texts = pd.concat(pd.read_csv(DATA_DIR / f"{s}.csv") for s in ("train", "validation", "test")).text.tolist()
-    base = build_tiny_model(out_dir / "base", texts, hidden_size=hidden, layers=layers)
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -70,9 +75,9 @@ def train_tiny_classifier(out_dir: Path, label: str, epochs: int, hidden: int, l
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    model.save_pretrained(out_dir / "classifier")
-    tokenizer.save_pretrained(out_dir / "classifier")
-    return out_dir / "classifier"
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
 
 
 def single_request_latencies(classifier, texts: list[str], repeats: int) -> list[float]:

@@ -1,4 +1,5 @@
-"""Export a loaded classifier to ONNX once, quantize its weights to int8, open an ORT session."""
+"""A release without model.onnx served with INFERENCE_BACKEND=onnx: export it once with torch,
+quantize its MatMul weights to int8, open an ORT session."""
 from __future__ import annotations
 
 import os
@@ -27,14 +28,15 @@ def export_fp32(model, tokenizer, path: Path) -> None:
 
 
 def export_int8(model, tokenizer, out_path: Path) -> Path:
-    """Write the int8 model to out_path atomically (a crashed export leaves no half file)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Write the int8 model to out_path atomically (a crashed export leaves no half file). Only the
+    MatMul weights are quantized, as at promotion: int8 on every op lost e5 macro-F1 (issue 13)."""
+    from onnx_export import quantize_matmul_int8
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         fp32, int8 = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
         export_fp32(model, tokenizer, fp32)
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        quantize_matmul_int8(fp32, int8)
         os.replace(int8, out_path)
     return out_path
 

@@ -171,3 +171,16 @@ def test_slim_requirements_pin_the_project_versions_without_torch():
     dockerfile = (ROOT / "inference_space" / "Dockerfile").read_text()
     assert "ARG REQUIREMENTS=inference_space/requirements.txt" in dockerfile
     assert "ARG INFERENCE_BACKEND=onnx" in dockerfile
+
+
+def test_promotion_pushes_a_checked_model_onnx_in_the_release_commit(loop, monkeypatch):
+    loop.start_inference_space(serving=False)
+    code = loop.run(monkeypatch)
+    summary = loop.summary()
+    assert code == 0 and summary["outcome"] == "promoted", summary.get("error")
+    files = set(loop.client.list_files(loop.model_repo, summary["version"]))
+    assert {ONNX_MODEL, "tokenizer.json", "config.json", "model.safetensors"} <= files
+    metadata = json.loads(loop.client.download_file(loop.model_repo, "metadata.json", summary["version"]).read_text())
+    record = metadata["onnx"]
+    assert record["variant"] in record["variants"] and record["n_samples"] == summary["comparison"]["n_samples"]
+    assert record["variants"][record["variant"]]["within_tolerance"]

@@ -15,6 +15,7 @@ from hub import HubError
 from run_lock import RunLock
 from tests.fixtures.scenarios import OLD_TAG, SAMPLE_DATA
 from tests.fixtures.servers import free_port
+from text_cleaning import clean
 
 QUICK = {"max_train_samples": 64}
 
@@ -57,7 +58,8 @@ def test_better_candidate_is_promoted_and_served(loop, monkeypatch, constant_mod
 def test_worse_candidate_keeps_the_deployed_model(loop, monkeypatch, constant_model_dir, fake_deployed):
     url, faults = fake_deployed
     test = pd.read_csv(SAMPLE_DATA / "test.csv")
-    faults.label_for = dict(zip(test.text, test.urgency))  # the deployed model is never wrong
+    # the deployed model is never wrong on the texts the job sends (cleaned as in training)
+    faults.label_for = dict(zip(test.text.map(clean), test.urgency))
     loop.deploy_model(constant_model_dir)
     code = loop.run(monkeypatch, api_endpoint=url, **QUICK)
     summary = assert_paused_with(loop, code, 0, "kept")
@@ -107,8 +109,8 @@ def test_paused_inference_space_is_named_before_training(loop, monkeypatch, cons
 def test_a_few_failed_samples_are_reported_and_excluded(loop, monkeypatch, constant_model_dir, fake_deployed):
     url, faults = fake_deployed
     test = pd.read_csv(SAMPLE_DATA / "test.csv")
-    faults.label_for = dict(zip(test.text, test.urgency))
-    faults.fail_texts = set(test.text[:2])
+    faults.label_for = dict(zip(test.text.map(clean), test.urgency))
+    faults.fail_texts = set(test.text[:2].map(clean))
     loop.deploy_model(constant_model_dir)
     code = loop.run(monkeypatch, api_endpoint=url, deployed_retries=0, max_failed_samples=3, **QUICK)
     summary = assert_paused_with(loop, code, 0, "kept")

@@ -52,8 +52,8 @@ def check_deployed_before_training(cfg, hub, log=print) -> dict | None:
                 f"settings, or HfApi.restart_space), set WAKE_DEPLOYED=true (a PAUSED one is restarted for "
                 f"the comparison and paused again), or point API_ENDPOINT at a running API. {stop}")
         if not state.url:
-            raise DeployedCheckError(f"inference Space {cfg.inference_space} reports no URL ({state.stage}); "
-                                     f"set API_ENDPOINT. {stop}")
+            raise DeployedCheckError(f"inference Space {cfg.inference_space} is {state.stage} and reports no URL: "
+                                     f"restart it or set API_ENDPOINT. {stop}")
         url = state.url
         if state.stage in WAKING_STAGES:
             wake(cfg, url)

@@ -194,5 +194,5 @@ def demo(hub_url: str, label: str, base_model: str, timeout: float = 1800) -> in
     say(f"metadata.json: {run_dir / 'metadata.json'}")
     say(f"W&B offline:   {json.loads((run_dir / 'summary.json').read_text())['wandb_dir']} (wandb sync DIR)")
     data_dir = os.environ.get("LOCALHUB_DATA_DIR", ".localhub")
-    say(f"local hub:     {hub_url} keeps running (stop it: kill $(cat {data_dir}/server.pid))")
+    say(f"local hub:     {hub_url} keeps running (stop it: python -m localhub stop --data-dir {data_dir})")
     return 0 if stage == "PAUSED" else 1

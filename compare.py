@@ -8,10 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import f1_score
 
-from metrics import classification_metrics
+from metrics import classification_metrics, macro_f1
 
 
 class ComparisonError(RuntimeError):
@@ -46,7 +44,7 @@ class Decision:
         return asdict(self)
 
 
-def stratified_sample(frame: pd.DataFrame, label_column: str, size: int, seed: int) -> pd.DataFrame:
+def stratified_sample(frame, label_column: str, size: int, seed: int):
     """`size` rows with the label mix of `frame`, the same rows for the same seed.
     Every class keeps at least one row when there is room (largest-remainder allocation)."""
     if size >= len(frame):
@@ -67,6 +65,8 @@ def stratified_sample(frame: pd.DataFrame, label_column: str, size: int, seed: i
         group.iloc[rng.permutation(len(group))[: allocation[label]]]
         for label, group in frame.groupby(label_column, sort=True)
     ]
+    import pandas as pd  # here, not at the top: the CLI and the decision need no pandas
+
     return pd.concat(picked).sort_index().reset_index(drop=True)
 
 
@@ -74,12 +74,10 @@ def paired_bootstrap_ci(y_true: np.ndarray, candidate: np.ndarray, deployed: np.
                         n_labels: int, resamples: int, seed: int) -> tuple[float, float]:
     """95% CI of macro-F1(candidate) - macro-F1(deployed), resampling the same indices for both."""
     rng = np.random.default_rng(seed)
-    labels = list(range(n_labels))
     deltas = np.empty(resamples)
     for i in range(resamples):
         idx = rng.integers(0, len(y_true), len(y_true))
-        deltas[i] = (f1_score(y_true[idx], candidate[idx], labels=labels, average="macro", zero_division=0)
-                     - f1_score(y_true[idx], deployed[idx], labels=labels, average="macro", zero_division=0))
+        deltas[i] = macro_f1(y_true[idx], candidate[idx], n_labels) - macro_f1(y_true[idx], deployed[idx], n_labels)
     low, high = np.percentile(deltas, [2.5, 97.5])
     return float(low), float(high)
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics import macro_f1
+
 log = logging.getLogger("retrainspace.onnx_export")
 
 F1_TOLERANCE = 0.01
@@ -48,12 +50,6 @@ def head_nodes(path: Path) -> list[str]:
 
     graph = onnx.load(str(path), load_external_data=False).graph
     return [n.name for n in graph.node if "classifier" in n.name or "pooler" in n.name]
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y_true, y_pred, labels=list(range(n_labels)), average="macro", zero_division=0))
 
 
 def predict_labels(classifier, texts: list[str], batch: int = 32) -> np.ndarray:

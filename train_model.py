@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 
 from compare import ComparisonError, build_comparison, decide, deployed_predictions, stratified_sample
@@ -78,6 +77,8 @@ def setup_logging() -> None:
                         level=logging.INFO if is_rank_zero() else logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per HTTP request otherwise
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    import datasets  # here: it takes a second to import, and --help must answer at once
+
     datasets.utils.logging.set_verbosity(library_log_level())
     if not sys.stderr.isatty():
         datasets.disable_progress_bars()

@@ -27,8 +27,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from configs import ConfigError, load_config
-from dataset_mapping import (AUTO_LABEL_COLUMN, AUTO_TEXT_COLUMNS, RawVersion, assign_groups, map_split_names,
-                             map_version, near_duplicate_families, pick_column, read_raw_version)
+from dataset_mapping import (
+    AUTO_LABEL_COLUMN,
+    AUTO_TEXT_COLUMNS,
+    RawVersion,
+    assign_groups,
+    map_split_names,
+    map_version,
+    near_duplicate_families,
+    pick_column,
+    read_raw_version,
+)
 from load_dataset import DatasetError, resolve_dataset_revision, validate_splits
 
 REPORT_FILE = "resplit_report.json"

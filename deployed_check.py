@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 
-from hub import HubError, RepoNotFound, SpaceController
 from deployed_api import DeployedAPIError, DeployedModelClient
+from hub import HubError, RepoNotFound, SpaceController
 
 PROBE_TIMEOUT_S = 10.0
 PROBE_TEXT = "The street light in our ward has been broken for a week."

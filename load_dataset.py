@@ -14,13 +14,16 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
 from configs import normalize_text
-from text_cleaning import clean
 from hub import RepoNotFound, RevisionNotFound
+from text_cleaning import clean
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 SPLITS = ("train", "validation", "test")
 DATA_FORMATS = {".csv": "csv", ".parquet": "parquet"}
@@ -485,7 +488,8 @@ def to_dataset_dict(frames: dict[str, pd.DataFrame], cfg) -> DatasetDict:
 
 def cleaned_texts(frame: pd.DataFrame, mode: str) -> pd.DataFrame:
     """The text column as the model sees it, through the same cleaning the inference Space applies."""
-    return frame.assign(**{TEXT_COLUMN: frame[TEXT_COLUMN].map(lambda text: clean(text, mode) if isinstance(text, str) else text)})
+    cleaned = frame[TEXT_COLUMN].map(lambda text: clean(text, mode) if isinstance(text, str) else text)
+    return frame.assign(**{TEXT_COLUMN: cleaned})
 
 
 def load_versioned_dataset(cfg, hub) -> tuple[DatasetDict, DataReport]:

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from typing import Annotated
-
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
 from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url

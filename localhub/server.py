@@ -22,11 +22,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .security import (field, json_body, optional, own_origins, refuse_cross_origin_write, refuse_foreign_host,
-                       serves_loopback_only, token_matches, validate_oid, validate_repo_path, validate_variable)
+from .security import (
+    field,
+    json_body,
+    optional,
+    own_origins,
+    refuse_cross_origin_write,
+    refuse_foreign_host,
+    serves_loopback_only,
+    token_matches,
+    validate_oid,
+    validate_repo_path,
+    validate_variable,
+)
 from .spaces import SpaceRuntimes
 from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
-from .web import existing as listed_repos, web_router
+from .web import existing as listed_repos
+from .web import web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}

@@ -258,7 +258,8 @@ class SpaceRuntimes:
 
     def request_hardware(self, repo: Repo, flavor, sleep_time_s=None) -> dict:
         if not isinstance(flavor, str) or not HARDWARE_NAME.match(flavor):
-            raise HubHTTPError(400, f"invalid hardware flavor {flavor!r}: use a Hub flavor such as cpu-basic or t4-small")
+            raise HubHTTPError(400, f"invalid hardware flavor {flavor!r}: use a Hub flavor such as cpu-basic, "
+                                    "t4-small")
         self.update(repo, hardware=flavor)
         return self.set_sleep_time(repo, sleep_time_s) if sleep_time_s is not None else self.runtime(repo)
 

@@ -79,14 +79,15 @@ def hub_json(url: str, path: str):
 
 def run_retrain_image(url: str) -> None:
     space = f"{NAMESPACE}/grievance-{LABEL}-retrain"
-    tags_before = {t["name"] for t in hub_json(url, f"/api/models/{NAMESPACE}/grievance-{LABEL}-classifier/refs")["tags"]}
+    refs = f"/api/models/{NAMESPACE}/grievance-{LABEL}-classifier/refs"
+    tags_before = {t["name"] for t in hub_json(url, refs)["tags"]}
     # host networking: the container reaches the hub on the host's loopback, as a Space reaches the Hub
     docker("run", "--rm", "--network", "host", "-e", f"LABEL={LABEL}", "-e", f"HF_ENDPOINT={url}",
            "-e", f"SPACE_ID={space}", "-e", f"MODEL_CHECKPOINT={NAMESPACE}/tiny-bert", "-e", f"PORT={free_port()}",
            "-e", "WANDB_MODE=offline", "-e", "NUM_TRAIN_EPOCHS=6", "-e", "LEARNING_RATE=1e-2",
            "retrainspace-retrain:smoke", capture=False, check=False)
     stage = hub_json(url, f"/api/spaces/{space}/runtime")["stage"]
-    tags_after = {t["name"] for t in hub_json(url, f"/api/models/{NAMESPACE}/grievance-{LABEL}-classifier/refs")["tags"]}
+    tags_after = {t["name"] for t in hub_json(url, refs)["tags"]}
     new_tags = sorted(tags_after - tags_before)
     print(f"[smoke] retrain image: Space {space} ended {stage}; new tags {new_tags}")
     if stage != "PAUSED":

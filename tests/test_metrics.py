@@ -3,9 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 
 from metrics import classification_metrics, confusion_matrix, confusion_matrix_png
 
@@ -29,7 +28,8 @@ def test_confusion_matrix_png_is_written(tmp_path):
 @pytest.mark.parametrize("module", ["compare", "metrics"])
 def test_deciding_does_not_load_torch(module):
     code = (f"import json, sys; import {module}; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'sklearn', 'datasets'))))")
+            "heavy = ('torch', 'transformers', 'sklearn', 'datasets'); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))")
     loaded = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             check=True).stdout
     assert json.loads(loaded) == []

@@ -90,7 +90,8 @@ def test_broken_deployed_api_stops_the_run_before_training(loop, monkeypatch, co
 def test_deployed_api_failing_on_the_test_samples_fails_the_run_without_promoting(
         loop, monkeypatch, constant_model_dir, fake_deployed):
     url, faults = fake_deployed
-    faults.fail_texts = set(pd.read_csv(SAMPLE_DATA / "test.csv").text.map(clean))  # the pre-training probe still passes
+    # the pre-training probe (not a test text) still passes
+    faults.fail_texts = set(pd.read_csv(SAMPLE_DATA / "test.csv").text.map(clean))
     loop.deploy_model(constant_model_dir)
     code = loop.run(monkeypatch, api_endpoint=url, deployed_retries=0, **QUICK)
     assert_paused_with(loop, code, 1, "failed", "MAX_FAILED_SAMPLES")

@@ -4,7 +4,6 @@ urgency Space serves POST /predict_urgency, the department Space POST /predict; 
 texts); GET / gives {"message", "status", "model_version"}. The model is a transformers
 text-classification pipeline over MODEL_DIR, as theirs is over MODEL_REPO."""
 import os
-from typing import List, Union
 
 import uvicorn
 from fastapi import FastAPI, HTTPException
@@ -17,7 +16,7 @@ app = FastAPI(title="Sambodhan-shaped classifier API")
 
 
 class TextInput(BaseModel):
-    text: Union[str, List[str]]
+    text: str | list[str]
 
 
 def predict(texts):

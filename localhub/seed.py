@@ -30,8 +30,9 @@ BASE_MODELS = {"e5": "multilingual-e5-small", "tiny": "tiny-bert"}
 MODEL_CACHE = Path.home() / ".cache" / "retrainspace"
 # The first deployed model is deliberately small-data so the demo has something to beat.
 FIRST_MODEL_TRAIN_ROWS = 60
-# On 2 CPU cores, AdamW over e5's 96M-weight vocabulary matrix costs more than the rest of a step.
-TRAINING_VARIABLES = {"e5": {"FREEZE_WORD_EMBEDDINGS": "true"}, "tiny": {}}
+# The demo trains with the job's own defaults (RECIPE=auto: a step floor, lr for small encoders,
+# sparse word-embedding updates on a CPU); extra variables per base model go here.
+TRAINING_VARIABLES: dict[str, dict[str, str]] = {"e5": {}, "tiny": {}}
 
 
 def say(message: str) -> None:

@@ -16,6 +16,7 @@ from deployed_check import DeployedCheckError, check_deployed_before_training
 from load_dataset import DatasetValidationError, load_versioned_dataset
 from tests.fixtures.sambodhan import sambodhan_rows, start_sambodhan_space
 from tests.fixtures.scenarios import SAMPLE_DATA
+from text_cleaning import clean
 
 URGENCY = LABEL_SETS["urgency"]
 TAG = "v20251017_045551"
@@ -48,7 +49,7 @@ def test_their_push_to_hub_version_loads_with_eval_grievance_and_classlabel_ids(
     assert report.revision == TAG
     for split in ("train", "validation", "test"):
         expected = sample(split)
-        assert list(dataset[split]["text"]) == expected.text.tolist()
+        assert list(dataset[split]["text"]) == expected.text.map(clean).tolist()  # TEXT_CLEANING=sambodhan
         assert [URGENCY[i] for i in dataset[split]["label"]] == expected.urgency.tolist()
     mapping = report.mapping
     assert mapping["layout"] == "data" and mapping["splits"]["validation"] == "eval"

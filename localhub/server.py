@@ -23,7 +23,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .spaces import SpaceRuntimes
-from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
+from .storage import Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
+from .fidelity import goes_to_lfs, lfs_patterns, refuse_create_pr
 from .web import web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -290,15 +291,16 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def preupload(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "preupload", namespace, name)
+        refuse_create_pr(request)
         body = await request.json()
         try:
             _, existing = repo.files(revision)
         except HubHTTPError:
             existing = {}  # a new branch (create_pr) has no files yet
-        answers = []
+        answers, patterns = [], lfs_patterns(repo, existing)
         for item in body.get("files", []):
             sample = base64.b64decode(item.get("sample", ""))
-            lfs = item.get("size", 0) >= LFS_THRESHOLD or b"\0" in sample
+            lfs = goes_to_lfs(item["path"], item.get("size", 0), sample, patterns)
             current = existing.get(item["path"])
             oid = None if current is None else (current.sha256 if lfs else current.git_oid)
             answers.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
@@ -352,6 +354,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def commit(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "commit", namespace, name)
+        refuse_create_pr(request)
         lines = [json.loads(line) for line in (await request.body()).splitlines() if line.strip()]
         commit_id = await run_in_threadpool(apply_commit, repo, branch, lines)
         url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit_id}"

@@ -38,3 +38,10 @@ def refuse_create_pr(request: Request) -> None:
     if request.query_params.get("create_pr", "").lower() in ("1", "true"):
         raise HubHTTPError(501, "create_pr is not implemented by the local hub (no pull requests): "
                                 "commit to a branch instead (revision=...)")
+
+
+def refuse_private(body: dict) -> None:
+    """Every local repo is readable without a token: refuse private=True rather than create a public repo."""
+    if body.get("private") or body.get("visibility") not in (None, "public"):
+        raise HubHTTPError(501, "private repos are not implemented by the local hub: every repo is readable "
+                                "without a token; create it public (private=False)")

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .spaces import SpaceRuntimes
 from .storage import Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
-from .fidelity import goes_to_lfs, lfs_patterns, refuse_create_pr
+from .fidelity import goes_to_lfs, lfs_patterns, refuse_create_pr, refuse_private
 from .web import web_router
 
 PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -143,6 +143,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     @app.post("/api/repos/create")
     async def create_repo(request: Request):
         body = await request.json()
+        refuse_private(body)
         repo_type = body.get("type") or "model"
         name = body.get("name", "")
         repo_id = f"{body['organization']}/{name}" if body.get("organization") else name

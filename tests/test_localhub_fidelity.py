@@ -38,3 +38,11 @@ def test_create_pr_is_refused_not_committed_to_main(api, unique_repo_id):
     assert caught.value.response.status_code == 501
     assert "create_pr" in str(caught.value)
     assert api.list_repo_commits(unique_repo_id) == before
+
+
+def test_private_repos_are_refused_not_created_public(api, unique_repo_id):
+    with pytest.raises(HfHubHTTPError) as caught:
+        api.create_repo(unique_repo_id, private=True)
+    assert caught.value.response.status_code == 501
+    assert "private" in str(caught.value)
+    assert not api.repo_exists(unique_repo_id)

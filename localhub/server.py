@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from .fidelity import goes_to_lfs, lfs_patterns, refuse_create_pr, refuse_private
 from .security import (
     field,
     json_body,
@@ -36,7 +37,7 @@ from .security import (
     validate_variable,
 )
 from .spaces import SpaceRuntimes
-from .storage import LFS_THRESHOLD, Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
+from .storage import Entry, HubHTTPError, Repo, Store, git_blob_oid, repo_not_found
 from .web import existing as listed_repos
 from .web import web_router
 
@@ -164,6 +165,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     @app.post("/api/repos/create")
     async def create_repo(request: Request):
         body = await json_body(request)
+        refuse_private(body)
         repo_type = optional(body, "type") or "model"
         if repo_type not in URL_PREFIX:
             raise HubHTTPError(400, f"unknown repo type {repo_type!r}: use model, dataset or space")
@@ -317,17 +319,18 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def preupload(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "preupload", namespace, name)
+        refuse_create_pr(request)
         body = await json_body(request)
         try:
             _, existing = repo.files(revision)
         except HubHTTPError:
             existing = {}  # a new branch (create_pr) has no files yet
-        answers = []
+        answers, patterns = [], lfs_patterns(repo, existing)
         for item in optional(body, "files", list) or []:
             item = item if isinstance(item, dict) else {}
             path = validate_repo_path(field(item, "path", str, "a preupload file"))
             sample = decode_base64(optional(item, "sample", str, "a preupload file") or "", path)
-            lfs = (optional(item, "size", int, "a preupload file") or 0) >= LFS_THRESHOLD or b"\0" in sample
+            lfs = goes_to_lfs(path, optional(item, "size", int, "a preupload file") or 0, sample, patterns)
             current = existing.get(path)
             oid = None if current is None else (current.sha256 if lfs else current.git_oid)
             answers.append({"path": path, "uploadMode": "lfs" if lfs else "regular",
@@ -384,6 +387,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def commit(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "commit", namespace, name)
+        refuse_create_pr(request)
         lines = commit_lines(await request.body())
         commit_id = await run_in_threadpool(apply_commit, repo, branch, lines)
         url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit_id}"

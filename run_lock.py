@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from hub import BranchExists, HubClient, HubError, RevisionNotFound
+from processes import running
 
 LOCK_BRANCH = "retrain-lock"
 
@@ -26,16 +27,6 @@ def _lock_owner() -> dict:
             "pid": os.getpid(), "started_at": time.time()}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def lock_is_stale(holder: dict, ttl: float) -> bool:
     """Expired, or left by a run that cannot be alive: a restart of the same Space kills the
     previous run, and a dead pid on this host is dead."""
@@ -44,7 +35,7 @@ def lock_is_stale(holder: dict, ttl: float) -> bool:
     if holder.get("space_id") and holder["space_id"] == os.environ.get("SPACE_ID"):
         return True
     same_host = not holder.get("space_id") and holder.get("host") == socket.gethostname()
-    return same_host and not _pid_alive(int(holder.get("pid", 0)))
+    return same_host and not running(int(holder.get("pid", 0)))
 
 
 class RunLock:

@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import process_start, running
+
 from .docker_space import docker_app
 from .security import VARIABLE_NAME, scrub
 from .storage import HubHTTPError, Repo, now_iso, read_json, write_json_atomic
@@ -98,29 +100,6 @@ def die_with_parent():
     return preexec
 
 
-def proc_stat(pid: int) -> list[str]:
-    """The fields of /proc/PID/stat after the command name (Linux); [] when unknown."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of a process, to tell a recorded child from a reused pid."""
-    fields = proc_stat(pid)
-    return fields[19] if len(fields) > 19 else None
-
-
-def running(pid: int) -> bool:
-    """The process exists and has not ended (a zombie waiting for its parent's wait() has)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return proc_stat(pid)[:1] != ["Z"]
 
 
 def open_log(path: Path):

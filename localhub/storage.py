@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from configs import REPO_ID_RULE, is_repo_id
+
 REPO_TYPES = ("model", "dataset", "space")
 LFS_THRESHOLD = 10 * 1024 * 1024  # like the Hub: bigger files (and binaries) go through the LFS batch API
 BINARY_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".onnx", ".parquet", ".arrow", ".h5", ".msgpack",
                    ".ckpt", ".pkl", ".npy", ".npz", ".zip", ".gz", ".tar", ".model")
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 OID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
@@ -67,10 +68,10 @@ def read_json(path: Path):
 
 
 def validate_repo_id(repo_id: str) -> tuple[str, str]:
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(NAME_PATTERN.match(p) for p in parts):
-        raise HubHTTPError(400, f"invalid repo id {repo_id!r}: use 'namespace/name' (letters, digits, . _ -)")
-    return parts[0], parts[1]
+    if not is_repo_id(repo_id):
+        raise HubHTTPError(400, f"invalid repo id {repo_id!r}: use {REPO_ID_RULE}")
+    namespace, name = repo_id.split("/")
+    return namespace, name
 
 
 @dataclass

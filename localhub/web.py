@@ -18,12 +18,13 @@ import json
 import re
 import shlex
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from configs import mask_url
+from load_dataset import SPLITS, split_of
 
 from .security import MASK, scrub_data
 from .spaces import SpaceRuntimes
@@ -34,8 +35,6 @@ LOG_LINES = 40
 PROBE_PATHS = ("/health", "/metrics")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|_KEY$", re.IGNORECASE)
 MODEL_ID_VARIABLE, REVISION_VARIABLE = "MODEL_ID", "MODEL_REVISION"  # the inference Space's settings
-SPLITS = ("train", "validation", "test")
-DATA_SUFFIXES = (".csv", ".parquet")
 
 
 # --- reading repos -----------------------------------------------------------------------
@@ -78,13 +77,6 @@ def count_classes(path: Path) -> dict:
                 counts = classes.setdefault(column, {})
                 counts[value] = counts.get(value, 0) + 1
     return {"rows": len(rows), "classes": {c: dict(sorted(n.items())) for c, n in classes.items()}}
-
-
-def split_of(path: str) -> str | None:
-    pure = PurePosixPath(path)
-    if pure.suffix not in DATA_SUFFIXES:
-        return None
-    return next((s for s in SPLITS if pure.stem == s or pure.stem.startswith(f"{s}-") or s in pure.parts[:-1]), None)
 
 
 def file_url(repo: Repo, commit: str, path: str) -> str:

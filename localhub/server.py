@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -98,6 +98,10 @@ def folder_json(path: str, commit_id: str) -> dict:
     return {"type": "directory", "oid": hashlib.sha1(f"{commit_id}:{path}".encode()).hexdigest(), "path": path}
 
 
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
 def create_app(data_dir: Path, token: str | None = None, public_url: str | None = None,
                pid_file: Path | None = None) -> FastAPI:
     """The hub app. `pid_file` (CLI server only) holds this process id while it serves."""
@@ -140,29 +144,41 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         refusal = refuse_foreign_host(request, loopback_only) or refuse_cross_origin_write(request, origins)
         return error_response(refusal) if refusal else await call_next(request)
 
-    def base_url(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
+    # The routers are included in this order: the first route that matches a path answers it.
+    app.include_router(service_router(store))
+    app.include_router(repos_router(store, spaces))
+    app.include_router(refs_router(store))
+    app.include_router(uploads_router(store, upload_key))
+    app.include_router(downloads_router(store))
+    app.include_router(spaces_router(store, spaces, token))
 
-    def upload_signature(repo: Repo, oid: str) -> str:
-        message = f"{repo.repo_type}/{repo.repo_id}/{oid}".encode()
-        return hmac.new(upload_key, message, hashlib.sha256).hexdigest()
+    app.include_router(web_router(store, spaces, token))  # the page at / (localhub/web.py)
+    return app
 
-    # --- service ---------------------------------------------------------------------
-    @app.get("/api/localhub/health")
+
+def service_router(store: Store) -> APIRouter:
+    """Health, whoami and YAML validation."""
+    router = APIRouter()
+    @router.get("/api/localhub/health")
     def health():
         return {"status": "ok", "service": "localhub", "data_dir": str(store.data_dir)}
 
-    @app.get("/api/whoami-v2")
+    @router.get("/api/whoami-v2")
     def whoami():
         return {"type": "user", "name": "local", "fullname": "Local user", "orgs": [],
                 "auth": {"accessToken": {"displayName": "local", "role": "write"}}}
 
-    @app.post("/api/validate-yaml")
+    @router.post("/api/validate-yaml")
     def validate_yaml():
         return {"errors": [], "warnings": []}
 
-    # --- repos -----------------------------------------------------------------------
-    @app.post("/api/repos/create")
+    return router
+
+
+def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
+    """Create, delete, list and describe repos; their trees, paths and commits."""
+    router = APIRouter()
+    @router.post("/api/repos/create")
     async def create_repo(request: Request):
         body = await json_body(request)
         refuse_private(body)
@@ -185,7 +201,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
             return JSONResponse({"error": error.message, "url": url}, status_code=409)
         return {"url": url, "name": repo.repo_id, "id": repo.repo_id}
 
-    @app.api_route("/api/repos/delete", methods=["DELETE", "POST"])
+    @router.api_route("/api/repos/delete", methods=["DELETE", "POST"])
     async def delete_repo(request: Request):
         body = await json_body(request)
         organization, name = optional(body, "organization"), field(body, "name")
@@ -212,25 +228,25 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
                         subdomain=repo.repo_id.replace("/", "-"))
         return data
 
-    @app.get("/api/{plural}")
+    @router.get("/api/{plural}")
     def list_repos(request: Request, plural: str, author: str | None = None, search: str | None = None):
         repo_type = repo_type_of(plural)
         ids = [i for i in store.list(repo_type) if (author is None or i.split("/")[0] == author)
                and (search is None or search in i)]
         return [repo_info_json(request, store.get(repo_type, repo_id), "main") for repo_id in ids]
 
-    @app.get("/api/{plural}/{namespace}/{name}")
+    @router.get("/api/{plural}/{namespace}/{name}")
     def repo_info(request: Request, plural: str, namespace: str, name: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         return repo_info_json(request, repo, "main")
 
-    @app.get("/api/{plural}/{namespace}/{name}/revision/{revision:path}")
+    @router.get("/api/{plural}/{namespace}/{name}/revision/{revision:path}")
     def repo_info_at(request: Request, plural: str, namespace: str, name: str, revision: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "revision", namespace, name)
         return repo_info_json(request, repo, revision)
 
-    @app.get("/api/{plural}/{namespace}/{name}/tree/{rest:path}")
+    @router.get("/api/{plural}/{namespace}/{name}/tree/{rest:path}")
     def list_tree(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, folder = revision_and_path(request, "tree", namespace, name)
@@ -238,7 +254,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         recursive = request.query_params.get("recursive", "false").lower() in ("1", "true")
         return tree_entries(files, commit_id, folder, recursive)
 
-    @app.post("/api/{plural}/{namespace}/{name}/paths-info/{rest:path}")
+    @router.post("/api/{plural}/{namespace}/{name}/paths-info/{rest:path}")
     async def paths_info(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "paths-info", namespace, name)
@@ -257,7 +273,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
                 found.append(folder_json(path, commit_id))
         return found
 
-    @app.get("/api/{plural}/{namespace}/{name}/refs")
+    @router.get("/api/{plural}/{namespace}/{name}/refs")
     def list_refs(plural: str, namespace: str, name: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         refs = repo.refs()
@@ -271,7 +287,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
             "converts": [], "pullRequests": [],
         }
 
-    @app.get("/api/{plural}/{namespace}/{name}/commits/{rest:path}")
+    @router.get("/api/{plural}/{namespace}/{name}/commits/{rest:path}")
     def list_commits(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "commits", namespace, name)
@@ -281,8 +297,13 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
             for c in repo.history(revision)
         ]
 
-    # --- branches and tags -------------------------------------------------------------
-    @app.post("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
+    return router
+
+
+def refs_router(store: Store) -> APIRouter:
+    """Branches and tags."""
+    router = APIRouter()
+    @router.post("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
     async def create_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "branch", namespace, name)
@@ -290,14 +311,14 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         await run_in_threadpool(repo.create_branch, branch, starting_point)
         return {}
 
-    @app.delete("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
+    @router.delete("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
     def delete_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "branch", namespace, name)
         repo.delete_branch(branch)
         return {}
 
-    @app.post("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
+    @router.post("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
     async def create_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "tag", namespace, name)
@@ -307,15 +328,25 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         commit = await run_in_threadpool(repo.create_tag, field(body, "tag"), revision, optional(body, "message"))
         return {"name": body["tag"], "targetCommit": commit}
 
-    @app.delete("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
+    @router.delete("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
     def delete_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         tag, _ = revision_and_path(request, "tag", namespace, name)
         repo.delete_tag(tag)
         return {}
 
-    # --- uploads -----------------------------------------------------------------------
-    @app.post("/api/{plural}/{namespace}/{name}/preupload/{rest:path}")
+    return router
+
+
+def uploads_router(store: Store, upload_key: bytes) -> APIRouter:
+    """Preupload, the LFS batch API and signed LFS uploads, and commits."""
+    router = APIRouter()
+
+    def upload_signature(repo: Repo, oid: str) -> str:
+        message = f"{repo.repo_type}/{repo.repo_id}/{oid}".encode()
+        return hmac.new(upload_key, message, hashlib.sha256).hexdigest()
+
+    @router.post("/api/{plural}/{namespace}/{name}/preupload/{rest:path}")
     async def preupload(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         revision, _ = revision_and_path(request, "preupload", namespace, name)
@@ -361,10 +392,10 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         return route
 
     for prefix, repo_type in (("", "model"), ("/datasets", "dataset"), ("/spaces", "space")):
-        app.add_api_route(f"{prefix}/{{namespace}}/{{name_git}}/info/lfs/objects/batch",
+        router.add_api_route(f"{prefix}/{{namespace}}/{{name_git}}/info/lfs/objects/batch",
                           lfs_batch_route(repo_type), methods=["POST"])
 
-    @app.put("/api/localhub/lfs/{plural}/{namespace}/{name}/{oid}")
+    @router.put("/api/localhub/lfs/{plural}/{namespace}/{name}/{oid}")
     async def lfs_upload(request: Request, plural: str, namespace: str, name: str, oid: str, sig: str = ""):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         validate_oid(oid)
@@ -383,7 +414,7 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
                 os.unlink(tmp)
         return Response(status_code=200)
 
-    @app.post("/api/{plural}/{namespace}/{name}/commit/{rest:path}")
+    @router.post("/api/{plural}/{namespace}/{name}/commit/{rest:path}")
     async def commit(request: Request, plural: str, namespace: str, name: str, rest: str):
         repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
         branch, _ = revision_and_path(request, "commit", namespace, name)
@@ -393,7 +424,12 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit_id}"
         return {"success": True, "commitOid": commit_id, "commitUrl": url, "pullRequestUrl": None}
 
-    # --- downloads ---------------------------------------------------------------------
+    return router
+
+
+def downloads_router(store: Store) -> APIRouter:
+    """resolve: file downloads by revision, for every repo type."""
+    router = APIRouter()
     def resolve(request: Request, repo_type: str, namespace: str, name: str):
         repo = store.get(repo_type, f"{namespace}/{name}")
         revision, path = revision_and_path(request, "resolve", namespace, name)
@@ -411,81 +447,85 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
         return route
 
     for prefix, repo_type in (("/datasets", "dataset"), ("/spaces", "space"), ("", "model")):
-        app.add_api_route(f"{prefix}/{{namespace}}/{{name}}/resolve/{{rest:path}}",
+        router.add_api_route(f"{prefix}/{{namespace}}/{{name}}/resolve/{{rest:path}}",
                           resolve_route(repo_type), methods=["GET", "HEAD"])
 
-    # --- Spaces ------------------------------------------------------------------------
+    return router
+
+
+def spaces_router(store: Store, spaces: SpaceRuntimes, token: str | None) -> APIRouter:
+    """Space runtime, restart and pause, hardware, variables, secrets and the local app binding."""
+    router = APIRouter()
     def space(namespace: str, name: str) -> Repo:
         return store.get("space", f"{namespace}/{name}")
 
-    @app.get("/api/spaces/{namespace}/{name}/runtime")
+    @router.get("/api/spaces/{namespace}/{name}/runtime")
     def space_runtime(namespace: str, name: str):
         return spaces.runtime(space(namespace, name))
 
     def variable(request_body: dict, kind: str) -> tuple[str, str]:
         return validate_variable(kind, request_body.get("key"), request_body.get("value"), hub_is_open=token is None)
 
-    @app.post("/api/spaces/{namespace}/{name}/restart")
+    @router.post("/api/spaces/{namespace}/{name}/restart")
     def restart_space(namespace: str, name: str):
         return spaces.restart(space(namespace, name))
 
-    @app.post("/api/spaces/{namespace}/{name}/pause")
+    @router.post("/api/spaces/{namespace}/{name}/pause")
     def pause_space(namespace: str, name: str):
         return spaces.pause(space(namespace, name))
 
-    @app.post("/api/spaces/{namespace}/{name}/hardware")
+    @router.post("/api/spaces/{namespace}/{name}/hardware")
     async def request_hardware(request: Request, namespace: str, name: str):
         body = await request.json()
         return spaces.request_hardware(space(namespace, name), body.get("flavor"), body.get("sleepTimeSeconds"))
 
-    @app.post("/api/spaces/{namespace}/{name}/sleeptime")
+    @router.post("/api/spaces/{namespace}/{name}/sleeptime")
     async def set_sleep_time(request: Request, namespace: str, name: str):
         return spaces.set_sleep_time(space(namespace, name), (await request.json()).get("seconds"))
 
-    @app.get("/api/spaces/{namespace}/{name}/variables")
+    @router.get("/api/spaces/{namespace}/{name}/variables")
     def get_variables(namespace: str, name: str):
         return spaces.settings(space(namespace, name))["variables"]
 
-    @app.post("/api/spaces/{namespace}/{name}/variables")
+    @router.post("/api/spaces/{namespace}/{name}/variables")
     async def add_variable(request: Request, namespace: str, name: str):
         body = await json_body(request)
         key, value = variable(body, "variable")
         return spaces.set_variable(space(namespace, name), key, value, optional(body, "description"))
 
-    @app.delete("/api/spaces/{namespace}/{name}/variables")
+    @router.delete("/api/spaces/{namespace}/{name}/variables")
     async def delete_variable(request: Request, namespace: str, name: str):
         return spaces.delete_variable(space(namespace, name), field(await json_body(request), "key"))
 
-    @app.get("/api/spaces/{namespace}/{name}/secrets")
+    @router.get("/api/spaces/{namespace}/{name}/secrets")
     def get_secrets(namespace: str, name: str):
         return {key: {"updatedAt": None} for key in spaces.secret_names(space(namespace, name))}
 
-    @app.post("/api/spaces/{namespace}/{name}/secrets")
+    @router.post("/api/spaces/{namespace}/{name}/secrets")
     async def add_secret(request: Request, namespace: str, name: str):
         key, value = variable(await json_body(request), "secret")
         spaces.set_secret(space(namespace, name), key, value)
         return {}
 
-    @app.delete("/api/spaces/{namespace}/{name}/secrets")
+    @router.delete("/api/spaces/{namespace}/{name}/secrets")
     async def delete_secret(request: Request, namespace: str, name: str):
         spaces.delete_secret(space(namespace, name), field(await json_body(request), "key"))
         return {}
 
-    @app.put("/api/spaces/{namespace}/{name}/local-app")
+    @router.put("/api/spaces/{namespace}/{name}/local-app")
     async def bind_local_app(request: Request, namespace: str, name: str):
         body = await json_body(request)
         data = spaces.bind(space(namespace, name), body.get("command"), body.get("cwd"),
                            bool(body.get("serves_http", True)))
         return data["app"]
 
-    @app.get("/api/spaces/{namespace}/{name}/local-app/logs")
+    @router.get("/api/spaces/{namespace}/{name}/local-app/logs")
     def local_app_logs(namespace: str, name: str, lines: int = 100):
         if not 0 < lines <= MAX_LOG_LINES:
             raise HubHTTPError(422, f"'lines' must be between 1 and {MAX_LOG_LINES}, got {lines}")
         return {"lines": spaces.logs(space(namespace, name), lines)}
 
-    app.include_router(web_router(store, spaces, token))  # the page at / (localhub/web.py)
-    return app
+    return router
 
 
 def decode_base64(text: str, path: str) -> bytes:

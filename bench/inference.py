@@ -123,7 +123,7 @@ def report(results: dict[str, dict]) -> None:
           f"{onnx['batch_texts_per_s'] / eager['batch_texts_per_s']:.2f}x, p50 latency "
           f"{onnx['p50_ms'] / eager['p50_ms']:.2f}x; macro-F1 delta {delta_f1:+.4f}")
     met = speedup >= 2 and abs(delta_f1) <= 0.01
-    print(f"target (>= 2x req/s, |dF1| <= 0.01): {'met' if met else 'NOT met'}")
+    print(f"target (>= 2x req/s, |ΔF1| <= 0.01): {'met' if met else 'NOT met'}")
 
 
 def main(argv=None) -> dict[str, dict]:

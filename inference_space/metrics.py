@@ -6,7 +6,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 
 def retrain_outcome(metadata: dict | None) -> tuple[float | None, bool | None]:
-    """(dF1, promoted) recorded by the retrain job in metadata.json; None where absent."""
+    """(ΔF1, promoted) recorded by the retrain job in metadata.json; None where absent."""
     metadata = metadata or {}
     comparison, decision = metadata.get("comparison") or {}, metadata.get("decision") or {}
     delta = comparison.get("delta_f1") if isinstance(comparison, dict) else None

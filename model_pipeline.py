@@ -193,7 +193,8 @@ class FocalLossTrainer(Trainer):
 
 
 def has_sparse_grads(model) -> bool:
-    return model.get_input_embeddings().sparse and model.get_input_embeddings().weight.grad is not None
+    embeddings = getattr(model, "module", model).get_input_embeddings()  # the Trainer passes DDP's wrapper
+    return embeddings.sparse and embeddings.weight.grad is not None
 
 
 # --------------------------------------------------------------------------------------

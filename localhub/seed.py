@@ -32,7 +32,8 @@ MODEL_CACHE = Path.home() / ".cache" / "retrainspace"
 FIRST_MODEL_TRAIN_ROWS = 60
 # The demo trains with the job's own defaults (RECIPE=auto: a step floor, lr for small encoders,
 # sparse word-embedding updates on a CPU); extra variables per base model go here.
-TRAINING_VARIABLES: dict[str, dict[str, str]] = {"e5": {}, "tiny": {}}
+# The tiny 2-layer test model learns nothing at the small-encoder lr of 1e-4 in the step floor.
+TRAINING_VARIABLES: dict[str, dict[str, str]] = {"e5": {}, "tiny": {"LEARNING_RATE": "1e-2"}}
 
 
 def say(message: str) -> None:

@@ -304,43 +304,20 @@ def near_duplicate_families(texts: list[str], threshold: float) -> list[int]:
     the leakage check's n-gram Jaccard', and 'same template' (feedback.groups: place names and
     numbers masked). Splitting by family leaves the leakage check nothing to find."""
     from feedback.groups import NearDuplicateIndex as TemplateIndex
+    from feedback.groups import UnionFind
 
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def link(i: int, j: int) -> None:
-        parent[root(i)] = root(j)
-
+    families = UnionFind(len(texts))
     first: dict[str, int] = {}
     for i, text in enumerate(texts):
-        link(i, first.setdefault(normalize_text(text), i))
-    for i, j in jaccard_pairs(texts, threshold):
-        link(i, j)
+        families.union(i, first.setdefault(normalize_text(text), i))
+    for i, j in JaccardIndex(texts, threshold).pairs():
+        families.union(i, j)
     templates = TemplateIndex([], threshold)
     for i, text in enumerate(texts):
         for j in templates.matches(text):
-            link(i, j)
+            families.union(i, j)
         templates.add(text)
-    roots = [root(i) for i in range(len(texts))]
-    ids = {r: n for n, r in enumerate(dict.fromkeys(roots))}
-    return [ids[r] for r in roots]
-
-
-def jaccard_pairs(texts: list[str], threshold: float) -> list[tuple[int, int]]:
-    """Every pair at or above the threshold: the leakage check's index joined with itself."""
-    index = JaccardIndex(texts, threshold)
-    pairs = []
-    for i, grams in enumerate(index.sets):
-        for j in {j for gram in index._prefix(grams) for j in index.postings.get(gram, ()) if j < i}:
-            other = index.sets[j]
-            if len(grams & other) >= threshold * len(grams | other) - 1e-9:
-                pairs.append((i, j))
-    return pairs
+    return families.component_ids()
 
 
 def assign_groups(groups: list[int], labels: list[str], targets: dict[str, float], seed: int) -> list[str]:

@@ -169,6 +169,15 @@ class JaccardIndex:
         ranks = sorted(self.rank.get(g, -1) for g in grams)
         return ranks[: _prefix_length(len(grams), self.threshold)]
 
+    def pairs(self) -> list[tuple[int, int]]:
+        """(i, j) with j < i for every pair of indexed texts at or above the threshold."""
+        found = []
+        for i, grams in enumerate(self.sets):
+            for j in sorted({j for gram in self._prefix(grams) for j in self.postings.get(gram, ()) if j < i}):
+                if jaccard(grams, self.sets[j]) >= self.threshold - 1e-9:
+                    found.append((i, j))
+        return found
+
     def best_match(self, text: str) -> tuple[int, float] | None:
         """(index, similarity) of the most similar indexed text at or above the threshold."""
         grams = char_ngrams(text, self.n)

@@ -55,33 +55,46 @@ class NearDuplicateIndex:
         return [i for i, n in shared.items() if similarity(n, len(grams), self.sizes[i]) >= self.threshold]
 
 
+class UnionFind:
+    """Connected components of linked items 0..n-1 (path halving)."""
+
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        self.parent[self.root(i)] = self.root(j)
+
+    def component_ids(self) -> list[int]:
+        """0, 1, 2 ... per item, numbered in order of each component's first item."""
+        roots = [self.root(i) for i in range(len(self.parent))]
+        ids = {r: n for n, r in enumerate(dict.fromkeys(roots))}
+        return [ids[r] for r in roots]
+
+
 def group_new_texts(known: list[str], new: list[str], threshold: float) -> tuple[list[int], list[set[int]]]:
     """Group the new texts among themselves (connected components of near-duplicate links).
 
     Returns (group id of each new text, for each group the indices of the known texts it
     touches)."""
     index = NearDuplicateIndex(known, threshold)
-    parent = list(range(len(new)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    families = UnionFind(len(new))
     touched_by_text: list[set[int]] = []
     for position, text in enumerate(new):
         found = index.matches(text)
         touched_by_text.append({i for i in found if i < len(known)})
         for i in found:
             if i >= len(known):
-                parent[root(position)] = root(i - len(known))
+                families.union(position, i - len(known))
         index.add(text)
 
-    roots = [root(i) for i in range(len(new))]
-    group_of_root = {r: g for g, r in enumerate(dict.fromkeys(roots))}
-    group_ids = [group_of_root[r] for r in roots]
-    touched: list[set[int]] = [set() for _ in group_of_root]
+    group_ids = families.component_ids()
+    touched: list[set[int]] = [set() for _ in set(group_ids)]
     for group, known_hits in zip(group_ids, touched_by_text):
         touched[group] |= known_hits
     return group_ids, touched

@@ -344,32 +344,37 @@ class FeedbackStore:
         reporter's suggestion; the report stays pending until `mark_reviewed`. A queued prediction
         of the same text waiting for review becomes this report (same id)."""
         check_item(text, label_type, predicted_label, corrected_label, complaint_id=complaint_id, reporter=reporter)
-        row = MisclassifiedComplaint(
-            complaint_id=complaint_id, text=text.strip(), text_hash=text_hash(text),
-            label_type=label_type, predicted_label=predicted_label, corrected_label=corrected_label,
-            reporter=reporter, reviewed=False, created_at=utcnow(),
+        values = dict(complaint_id=complaint_id, predicted_label=predicted_label, corrected_label=corrected_label,
+                      reporter=reporter, source=REPORT)
+        hash_ = text_hash(text)
+        for _ in range(2):
+            try:
+                return self._store_report(text.strip(), hash_, label_type, values)
+            except IntegrityError:
+                pass  # the first time, a queue write of this text may have just landed: the retry takes it over
+        existing = self._open_duplicate(hash_, label_type, predicted_label)
+        if existing is None:
+            raise FeedbackError("the database refused the report (constraint violated)")
+        raise DuplicateReport(
+            f"this text was already reported for {label_type} with prediction "
+            f"{predicted_label!r} (report {existing}, not yet consumed); review that one instead",
+            existing,
         )
-        try:
-            with self._transaction("record a report") as session:
-                queued = session.scalar(self._open_rows(row.text_hash, label_type).where(
-                    MisclassifiedComplaint.source != REPORT, MisclassifiedComplaint.reviewed.is_(False)
-                ).with_for_update().limit(1))
-                if queued is not None:  # the report takes over the queued row: one item to review
-                    queued.complaint_id, queued.predicted_label, queued.source = complaint_id, predicted_label, REPORT
-                    queued.corrected_label, queued.reporter = corrected_label, reporter
-                    row = queued
+
+    def _store_report(self, text: str, hash_: str, label_type: str, values: dict) -> int:
+        """Insert the report, or turn the queued prediction of this text waiting for review into it."""
+        with self._transaction("record a report") as session:
+            row = session.scalar(self._open_rows(hash_, label_type).where(
+                MisclassifiedComplaint.source != REPORT, MisclassifiedComplaint.reviewed.is_(False)
+            ).with_for_update().limit(1))
+            if row is None:
+                row = MisclassifiedComplaint(text=text, text_hash=hash_, label_type=label_type, reviewed=False,
+                                             created_at=utcnow())
                 session.add(row)
-                session.flush()
-                return row.id
-        except IntegrityError:
-            existing = self._open_duplicate(row.text_hash, label_type, predicted_label)
-            if existing is None:
-                raise FeedbackError("the database refused the report (constraint violated)") from None
-            raise DuplicateReport(
-                f"this text was already reported for {label_type} with prediction "
-                f"{predicted_label!r} (report {existing}, not yet consumed); review that one instead",
-                existing,
-            ) from None
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.flush()
+            return row.id
 
     def queue_for_review(
         self, *, text: str, label_type: str, predicted_label: str, reason: str, max_pending: int,

@@ -41,7 +41,8 @@ class ServingCollector:
                                         value=float(promoted))
         pending = self.pending_reviews() if self.pending_reviews else None
         if pending is not None:
-            yield GaugeMetricFamily("inference_feedback_pending_reviews", "Reports waiting for review.", value=pending)
+            yield GaugeMetricFamily("inference_feedback_pending_reviews",
+                                    "Reports and queued predictions waiting for review.", value=pending)
 
 
 class ServiceMetrics:

@@ -86,9 +86,14 @@ class ReviewQueue:
             self._count("dropped")
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._buffer.put(None)
-            self._thread.join(timeout=10)
+        """Let the writer finish what is buffered (a few seconds at most: shutdown must not hang)."""
+        if self._thread is None:
+            return
+        try:
+            self._buffer.put(None, timeout=2)
+        except queue.Full:  # a store that is down holds the writer: the daemon thread ends with the process
+            return
+        self._thread.join(timeout=10)
 
     def _ensure_writer(self) -> None:
         with self._start_lock:

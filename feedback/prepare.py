@@ -8,6 +8,8 @@ Rules (each dropped row is counted, with its reason, in the data report):
 - Take every reviewed correction, and a seeded share (FEEDBACK_CONFIRMED_SHARE) of confirmed
   predictions (reviewed label == predicted label). Every reviewed report is stamped with the new
   version, sampled or not, so none is counted twice by the trigger.
+- Reviewed predictions from the review queue are all taken, confirmed or corrected: the Space
+  queued them because the model was unsure, so even a confirmed label is a new, informative row.
 - Drop: empty, too short, malformed (replacement characters, control characters, no letters),
   exact duplicates (first kept), conflicting labels for the same text (all copies dropped).
 - A text already in train with another label: the train row is relabelled (the correction wins).
@@ -62,6 +64,7 @@ class PrepareReport:
     commit: str | None = None
     reports_considered: int = 0
     corrections: int = 0
+    from_review_queue: int = 0
     confirmed_sampled: int = 0
     confirmed_not_sampled: int = 0
     added: dict[str, int] = field(default_factory=dict)
@@ -128,13 +131,14 @@ def next_version(current: str | None, now: datetime | None = None) -> str:
 
 
 def choose_reports(reports: list[Report], share: float, seed: int, data: PrepareReport) -> list[Report]:
-    """All corrections plus a seeded sample of the confirmed predictions."""
-    corrections = [r for r in reports if not r.confirmed_correct]
-    confirmed = [r for r in reports if r.confirmed_correct]
+    """All corrections and reviewed queue items, plus a seeded sample of the confirmed reports."""
+    queued = [r for r in reports if r.queued]
+    corrections = [r for r in reports if not r.queued and not r.confirmed_correct]
+    confirmed = [r for r in reports if not r.queued and r.confirmed_correct]
     sampled = random.Random(seed).sample(confirmed, round(share * len(confirmed)))
-    data.corrections, data.confirmed_sampled = len(corrections), len(sampled)
+    data.corrections, data.from_review_queue, data.confirmed_sampled = len(corrections), len(queued), len(sampled)
     data.confirmed_not_sampled = len(confirmed) - len(sampled)
-    return sorted(corrections + sampled, key=lambda r: r.id)
+    return sorted(queued + corrections + sampled, key=lambda r: r.id)
 
 
 def malformed(text: str) -> bool:

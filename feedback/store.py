@@ -15,6 +15,14 @@ code, which a Space cannot write.
 Duplicates: a report with the same (whitespace/case-normalised) text, label type and predicted
 label as a report not yet consumed is refused with `DuplicateReport` (the caller answers 409);
 once the first one is consumed into a dataset version the same text may be reported again.
+
+Review queue (active learning): `queue_for_review` adds an uncertain prediction (or a canary/stable
+disagreement) as a pending row whose `source` names why (`QUEUE_REASONS`; reports have `source` =
+"report"). It is reviewed and consumed exactly like a report. Deduplicated: a text with an open
+row of its label type (queued or reported, any prediction) is not queued again. Bounded: with
+`max_pending` queued rows of the label type waiting, new ones are refused ("full"); the waiting
+ones keep their place, oldest first, and nothing a reviewer may have open is deleted. A report of
+a text that waits in the queue takes that row over (it becomes the report).
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, Column, DateTime, Index, Integer, MetaData, String, Table, Text, TypeDecorator,
+    Boolean, CheckConstraint, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, TypeDecorator,
     create_engine, func, inspect, select, text as sql_text, update,
 )
 from sqlalchemy.engine import make_url
@@ -124,6 +132,8 @@ class Base(DeclarativeBase):
 
 
 OLD_REPORTS_TABLE = "misclassified_complaints"  # our table's name before; upstream's table too
+REPORT = "report"  # the source of a misclassification report
+QUEUE_REASONS = ("low_confidence", "small_margin", "shadow_disagreement")  # sources of queued predictions
 
 
 class MisclassifiedComplaint(Base):
@@ -142,6 +152,9 @@ class MisclassifiedComplaint(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     consumed_in_dataset_version: Mapped[str | None] = mapped_column(String(64))
+    # Added after the first release: add_new_columns() gives an older table these two.
+    source: Mapped[str] = mapped_column(String(32), default=REPORT, server_default=REPORT)
+    confidence: Mapped[float | None] = mapped_column(Float)  # the calibrated confidence of a queued prediction
 
     __table_args__ = (
         CheckConstraint(f"label_type IN ({_sql_list(list(LABEL_SETS))})", name="ck_label_type"),
@@ -192,6 +205,13 @@ class Report:
     reviewed_at: datetime | None
     created_at: datetime
     consumed_in_dataset_version: str | None
+    source: str = REPORT
+    confidence: float | None = None
+
+    @property
+    def queued(self) -> bool:
+        """A prediction the Space queued for review, not a report someone sent."""
+        return self.source != REPORT
 
     @property
     def confirmed_correct(self) -> bool:
@@ -243,6 +263,19 @@ def check_label(field: str, label_type: str, value: str) -> str:
     if value not in allowed:
         raise InvalidLabel(f"{field} {value!r} is not a {label_type} label; use one of {allowed}")
     return value
+
+
+def check_item(text: str, label_type: str, predicted_label: str, suggested_label: str | None, **fields) -> None:
+    """A report or queued prediction: non-empty text, clean unicode, labels of the label type."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidReport("text is empty; send the complaint text that was misclassified")
+    for field, value in (("text", text), *fields.items()):
+        problem = value and unicode_problem(value)
+        if problem:  # checked here, not by the database: its error would name the server
+            raise InvalidReport(f"{field} {problem}")
+    check_label("predicted_label", label_type, predicted_label)
+    if suggested_label is not None:
+        check_label("corrected_label", label_type, suggested_label)
 
 
 DATA_DIR_ENV = "DATA_DIR"
@@ -297,6 +330,7 @@ class FeedbackStore:
         _make_sqlite_folder(self.url)
         with self._database_errors("create the schema"), self.engine.begin() as connection:
             rename_old_reports_table(connection)
+            add_new_columns(connection)
             Base.metadata.create_all(connection)
             check_columns(connection)
 
@@ -307,35 +341,68 @@ class FeedbackStore:
         reporter: str | None = None,
     ) -> int:
         """Store one misclassification report; returns its id. `corrected_label` is the
-        reporter's suggestion; the report stays pending until `mark_reviewed`."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidReport("text is empty; send the complaint text that was misclassified")
-        for field, value in (("text", text), ("complaint_id", complaint_id), ("reporter", reporter)):
-            problem = value and unicode_problem(value)
-            if problem:  # checked here, not by the database: its error would name the server
-                raise InvalidReport(f"{field} {problem}")
-        check_label("predicted_label", label_type, predicted_label)
-        if corrected_label is not None:
-            check_label("corrected_label", label_type, corrected_label)
-        row = MisclassifiedComplaint(
-            complaint_id=complaint_id, text=text.strip(), text_hash=text_hash(text),
-            label_type=label_type, predicted_label=predicted_label, corrected_label=corrected_label,
-            reporter=reporter, reviewed=False, created_at=utcnow(),
+        reporter's suggestion; the report stays pending until `mark_reviewed`. A queued prediction
+        of the same text waiting for review becomes this report (same id)."""
+        check_item(text, label_type, predicted_label, corrected_label, complaint_id=complaint_id, reporter=reporter)
+        values = dict(complaint_id=complaint_id, predicted_label=predicted_label, corrected_label=corrected_label,
+                      reporter=reporter, source=REPORT)
+        hash_ = text_hash(text)
+        for _ in range(2):
+            try:
+                return self._store_report(text.strip(), hash_, label_type, values)
+            except IntegrityError:
+                pass  # the first time, a queue write of this text may have just landed: the retry takes it over
+        existing = self._open_duplicate(hash_, label_type, predicted_label)
+        if existing is None:
+            raise FeedbackError("the database refused the report (constraint violated)")
+        raise DuplicateReport(
+            f"this text was already reported for {label_type} with prediction "
+            f"{predicted_label!r} (report {existing}, not yet consumed); review that one instead",
+            existing,
         )
-        try:
-            with self._transaction("record a report") as session:
+
+    def _store_report(self, text: str, hash_: str, label_type: str, values: dict) -> int:
+        """Insert the report, or turn the queued prediction of this text waiting for review into it."""
+        with self._transaction("record a report") as session:
+            row = session.scalar(self._open_rows(hash_, label_type).where(
+                MisclassifiedComplaint.source != REPORT, MisclassifiedComplaint.reviewed.is_(False)
+            ).with_for_update().limit(1))
+            if row is None:
+                row = MisclassifiedComplaint(text=text, text_hash=hash_, label_type=label_type, reviewed=False,
+                                             created_at=utcnow())
                 session.add(row)
-                session.flush()
-                return row.id
-        except IntegrityError:
-            existing = self._open_duplicate(row.text_hash, label_type, predicted_label)
-            if existing is None:
-                raise FeedbackError("the database refused the report (constraint violated)") from None
-            raise DuplicateReport(
-                f"this text was already reported for {label_type} with prediction "
-                f"{predicted_label!r} (report {existing}, not yet consumed); review that one instead",
-                existing,
-            ) from None
+            for name, value in values.items():
+                setattr(row, name, value)
+            session.flush()
+            return row.id
+
+    def queue_for_review(
+        self, *, text: str, label_type: str, predicted_label: str, reason: str, max_pending: int,
+        confidence: float | None = None, suggested_label: str | None = None,
+    ) -> str:
+        """Queue a prediction for review: "queued"; "duplicate" when the text has an open row of
+        this label type; "full" when `max_pending` queued rows of it wait (new ones are refused).
+        `suggested_label` (e.g. the canary's label) shows to the reviewer like a reporter's."""
+        if reason not in QUEUE_REASONS:
+            raise InvalidReport(f"reason {reason!r} is unknown; use one of {list(QUEUE_REASONS)}")
+        check_item(text, label_type, predicted_label, suggested_label)
+        hash_ = text_hash(text)
+        waiting = select(func.count()).select_from(MisclassifiedComplaint).where(
+            MisclassifiedComplaint.label_type == label_type, MisclassifiedComplaint.source != REPORT,
+            MisclassifiedComplaint.reviewed.is_(False))
+        try:
+            with self._transaction("queue a prediction for review") as session:
+                if session.scalar(self._open_rows(hash_, label_type).limit(1)) is not None:
+                    return "duplicate"
+                if session.scalar(waiting) >= max_pending:
+                    return "full"
+                session.add(MisclassifiedComplaint(
+                    text=text.strip(), text_hash=hash_, label_type=label_type, predicted_label=predicted_label,
+                    corrected_label=suggested_label, reviewed=False, created_at=utcnow(), source=reason,
+                    confidence=confidence))
+            return "queued"
+        except IntegrityError:  # a racing writer queued or reported the same prediction first
+            return "duplicate"
 
     def import_upstream(self, reports: list["UpstreamReport"], label_type: str) -> dict[str, int]:
         """Store upstream Sambodhan's reviewed reports as reviewed reports of ours, each once (its
@@ -369,9 +436,12 @@ class FeedbackStore:
         with self._transaction("read a report") as session:
             return Report.of(self._row(session, report_id))
 
-    def list_pending(self, label_type: str | None = None, limit: int | None = None) -> list[Report]:
-        """Reports waiting for review, oldest first."""
+    def list_pending(self, label_type: str | None = None, limit: int | None = None,
+                     queued_only: bool = False) -> list[Report]:
+        """Reports and queued predictions waiting for review (only the queued ones), oldest first."""
         query = select(MisclassifiedComplaint).where(MisclassifiedComplaint.reviewed.is_(False))
+        if queued_only:
+            query = query.where(MisclassifiedComplaint.source != REPORT)
         return self._reports(query, label_type, limit)
 
     def list_reviewed_unconsumed(self, label_type: str) -> list[Report]:
@@ -500,6 +570,13 @@ class FeedbackStore:
             raise ReportNotFound(f"no feedback report with id {report_id}")
         return row
 
+    @staticmethod
+    def _open_rows(hash_: str, label_type: str):
+        """Rows of this text and label type not yet in a dataset version (reports and queued)."""
+        return select(MisclassifiedComplaint).where(
+            MisclassifiedComplaint.text_hash == hash_, MisclassifiedComplaint.label_type == label_type,
+            MisclassifiedComplaint.consumed_in_dataset_version.is_(None))
+
     def _open_duplicate(self, hash_: str, label_type: str, predicted_label: str) -> int | None:
         query = select(MisclassifiedComplaint.id).where(
             MisclassifiedComplaint.text_hash == hash_,
@@ -621,9 +698,33 @@ def rename_old_reports_table(connection) -> None:
     if MisclassifiedComplaint.__tablename__ in tables or OLD_REPORTS_TABLE not in tables:
         return
     columns = {c["name"] for c in inspect(connection).get_columns(OLD_REPORTS_TABLE)}
-    if set(MisclassifiedComplaint.__table__.columns.keys()) <= columns:
+    if first_release_columns() <= columns:
         connection.execute(sql_text(
             f"ALTER TABLE {OLD_REPORTS_TABLE} RENAME TO {MisclassifiedComplaint.__tablename__}"))
+
+
+# Columns added to the reports table since its first release, with their DDL (old rows: reports).
+ADDED_COLUMNS = {"source": f"VARCHAR(32) NOT NULL DEFAULT '{REPORT}'", "confidence": "FLOAT"}
+
+
+def first_release_columns() -> set[str]:
+    return set(MisclassifiedComplaint.__table__.columns.keys()) - set(ADDED_COLUMNS)
+
+
+def add_new_columns(connection) -> None:
+    """A reports table of an earlier version (all its first-release columns) gains the columns
+    added since; its rows stay reports. A table with other columns is left to check_columns."""
+    table = MisclassifiedComplaint.__tablename__
+    if table not in inspect(connection).get_table_names():
+        return
+    present = {c["name"] for c in inspect(connection).get_columns(table)}
+    if not first_release_columns() <= present:
+        return
+    # PostgreSQL: two Spaces opening an old database at once must not fail on each other's column
+    guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
+    for name, ddl in ADDED_COLUMNS.items():
+        if name not in present:
+            connection.execute(sql_text(f"ALTER TABLE {table} ADD COLUMN {guard}{name} {ddl}"))
 
 
 def check_columns(connection) -> None:

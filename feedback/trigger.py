@@ -9,6 +9,9 @@ Due when the reviewed reports not yet in a dataset version number FEEDBACK_THRES
 when there is at least one and the oldest was reviewed FEEDBACK_MAX_AGE_DAYS (7) ago. Two
 triggers at once: one holds the job lock in the feedback database, the other gets
 JobAlreadyRunning and does nothing.
+
+Reviewed predictions from the review queue count toward the threshold like reviewed reports: both
+are human labels that the next version takes, and an active-learning row is worth at least a report.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from hub import HubClient
 from inference_space.body_limit import BodyLimit
 from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
+from inference_space.review_queue import ReviewQueue
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
 from text_cleaning import clean, unicode_problem
@@ -113,15 +114,18 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     feedback_url = settings.feedback_db_url or default_db_url()
     recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)
+    review = ReviewQueue(recorder, settings, metrics.review_queue)  # the serving layer's queue_for_review
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         server.start_loading()
         yield
+        review.close()
 
     app = FastAPI(title=f"grievance {settings.label} classifier", lifespan=lifespan)
     app.state.server, app.state.metrics, app.state.recorder = server, metrics, recorder
+    app.state.review_queue = review
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(retrain_admin(settings, feedback_url, hub))
 
@@ -152,18 +156,20 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
     def health() -> dict:
         return server.health()
 
-    async def classify(texts: list[str], endpoint: str) -> list[dict]:
+    async def classify(texts: list[str], endpoint: str, review_uncertain: bool = False) -> list[dict]:
         with metrics.latency.labels(endpoint).time():
             predictions = await run_in_threadpool(server.predict, texts)
         metrics.count_predictions(predictions)
+        if review_uncertain:
+            review.offer(texts, predictions)
         return predictions
 
     @app.post("/predict")
     async def predict(request: PredictRequest) -> dict | list[dict]:
         """One text: one prediction. A list of texts: a list of predictions, in order."""
         if isinstance(request.text, list):
-            return await classify(batch_input(request.text, settings, "text"), "predict")
-        [prediction] = await classify([model_input(request.text, "text", settings)], "predict")
+            return await classify(batch_input(request.text, settings, "text"), "predict", review_uncertain=True)
+        [prediction] = await classify([model_input(request.text, "text", settings)], "predict", review_uncertain=True)
         return prediction
 
     app.add_api_route(upstream_route, predict, methods=["POST"], summary=f"Same as /predict ({upstream_route}).")

@@ -41,7 +41,8 @@ class ServingCollector:
                                         value=float(promoted))
         pending = self.pending_reviews() if self.pending_reviews else None
         if pending is not None:
-            yield GaugeMetricFamily("inference_feedback_pending_reviews", "Reports waiting for review.", value=pending)
+            yield GaugeMetricFamily("inference_feedback_pending_reviews",
+                                    "Reports and queued predictions waiting for review.", value=pending)
 
 
 class ServiceMetrics:
@@ -51,6 +52,9 @@ class ServiceMetrics:
                                    ["label"], registry=self.registry)
         self.feedback_reports = Counter("inference_feedback_reports", "Misclassification reports recorded.",
                                         registry=self.registry)
+        self.review_queue = Counter("inference_review_queue", "Uncertain predictions offered to the review "
+                                    "queue, by outcome (queued, duplicate, full, dropped, failed).",
+                                    ["outcome"], registry=self.registry)
         self.latency = Histogram("inference_request_seconds", "Time to answer a prediction request.",
                                  ["endpoint"], registry=self.registry)
         self.registry.register(ServingCollector(server, pending_reviews))

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from configs import DEFAULT_NAMESPACE, LABEL_SETS, ConfigError, HubSettings
 from text_cleaning import DEFAULT_MODE
@@ -38,6 +38,14 @@ class SpaceSettings(HubSettings):
         "exported to int8 at load, which needs torch); 'auto': onnx when the release has model.onnx, "
         "else torch."))
     feedback_db_url: str | None = Field(None, description="Feedback store URL. Default: the store's SQLite file.")
+    review_threshold: float = Field(0.5, ge=0, le=1, description=(
+        "A /predict answer whose calibrated confidence is below this is queued for review in the "
+        "feedback store; 0: off. Must be above 1/number of labels (the top label's least confidence)."))
+    review_margin: float = Field(0.1, ge=0, le=1, description=(
+        "A /predict answer whose top two calibrated scores are closer than this is queued for review; 0: off."))
+    review_queue_max: int = Field(500, ge=0, description=(
+        "Most queued predictions of this label type waiting for review; when full, new ones are not "
+        "queued until reviewers catch up. 0: queue nothing."))
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Model snapshots, ONNX exports, SQLite.")
     load_attempts: int = Field(3, gt=0, description="Tries to fetch the model when the Hub cannot be reached.")
     load_retry_s: float = Field(2.0, ge=0, description="Wait before the second try; doubles after each failure.")
@@ -46,6 +54,16 @@ class SpaceSettings(HubSettings):
         "Address uvicorn binds: loopback unless set; the Docker image sets HOST=0.0.0.0 (a Space "
         "must listen on all interfaces)."))
     port: int = Field(7860, gt=0, lt=65536, description="Port uvicorn binds (Spaces use 7860).")
+
+    @model_validator(mode="after")
+    def review_threshold_can_fire(self) -> "SpaceSettings":
+        least = 1 / len(LABEL_SETS[self.label])  # the top score of K labels is at least 1/K
+        if 0 < self.review_threshold <= least:
+            raise ValueError(
+                f"REVIEW_THRESHOLD={self.review_threshold:g} can never queue a prediction: with "
+                f"{len(LABEL_SETS[self.label])} {self.label} labels the top confidence is at least {least:.3f}; "
+                f"set it above {least:.3f}, or to 0 to queue by REVIEW_MARGIN only")
+        return self
 
     @property
     def labels(self) -> list[str]:
@@ -61,6 +79,7 @@ def load_settings(**overrides) -> SpaceSettings:
     try:
         return SpaceSettings(**overrides)
     except ValidationError as error:
-        lines = [f"  {str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg']}" for e in error.errors()]
+        lines = [f"  {str(e['loc'][0]).upper() if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in error.errors()]
         raise ConfigError("invalid inference Space settings:\n" + "\n".join(lines)
                           + "\nFix the variable in the Space settings.") from None

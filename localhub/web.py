@@ -1,4 +1,5 @@
-"""The local hub's web page: Spaces with Restart/Pause, model versions with their metrics, dataset versions.
+"""The local hub's web page: Spaces with Restart/Pause, model versions with their metrics, dataset
+versions, and the feedback review queue with a button per label (localhub/review.py).
 
     GET /                       the page, server-rendered (the JS and CSS live in localhub/web/)
     GET /localhub/sections      the same sections as an HTML fragment; the page polls it every 2 s
@@ -26,6 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from configs import mask_url
 from load_dataset import SPLITS, split_of
 
+from .review import ReviewSource, render_review, review_router, review_view
 from .security import MASK, scrub_data
 from .spaces import SpaceRuntimes
 from .storage import HubHTTPError, Repo, Store
@@ -211,13 +213,14 @@ def existing(store: Store, repo_type: str) -> list[Repo]:
     return repos
 
 
-def overview(store: Store, spaces: SpaceRuntimes) -> dict:
+def overview(store: Store, spaces: SpaceRuntimes, reviews: ReviewSource | None = None) -> dict:
     space_views = [space_view(repo, spaces) for repo in existing(store, "space")]
     served = served_versions(space_views)
     return {
         "spaces": space_views,
         "models": [model_view(repo, served.get(repo.repo_id, [])) for repo in existing(store, "model")],
         "datasets": [dataset_view(repo) for repo in existing(store, "dataset")],
+        "review": review_view(reviews) if reviews else None,
     }
 
 
@@ -334,7 +337,8 @@ def render_sections(data: dict) -> str:
                   f'{", ".join(f"<code>{e(repo_id)}</code>" for repo_id in others)}</p>') if others else ""
     return (section("spaces", "Spaces", [render_space(s) for s in data["spaces"]])
             + section("models", "Model versions", [render_model(m) for m in released] + [other_line])
-            + section("datasets", "Dataset versions", [render_dataset(d) for d in data["datasets"]]))
+            + section("datasets", "Dataset versions", [render_dataset(d) for d in data["datasets"]])
+            + section("review", "Review queue", [render_review(data.get("review"), e)]))
 
 
 def render_page(data: dict, token_required: bool) -> str:
@@ -356,10 +360,12 @@ def render_page(data: dict, token_required: bool) -> str:
 # --- routes ------------------------------------------------------------------------------
 def web_router(store: Store, spaces: SpaceRuntimes, token: str | None) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    reviews = ReviewSource()
+    router.include_router(review_router(reviews))
 
     def shown() -> dict:
         """The overview with every secret masked, before anything renders it."""
-        return scrub_data(overview(store, spaces), [*spaces.secret_values(), *([token] if token else [])])
+        return scrub_data(overview(store, spaces, reviews), [*spaces.secret_values(), *([token] if token else [])])
 
     @router.get("/")
     def page():

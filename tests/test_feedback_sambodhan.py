@@ -18,7 +18,7 @@ from configs import load_config
 from feedback.prepare import prepare_dataset
 from feedback.settings import FeedbackSettings
 from feedback.store import (
-    DatabaseUnavailable, FeedbackStore, SambodhanSource, SchemaConflict,
+    Base, DatabaseUnavailable, FeedbackStore, SambodhanSource, SchemaConflict,
 )
 from inference_space.reports import rejection
 
@@ -52,6 +52,7 @@ def sambodhan_metadata() -> MetaData:
 def sambodhan_db(feedback_db_url):
     """Their tables, with rows, in the database our store uses (SQLite, and PostgreSQL when set)."""
     metadata, engine = sambodhan_metadata(), create_engine(feedback_db_url)
+    Base.metadata.drop_all(engine)  # none of our tables either: a PostgreSQL database outlives each test
     metadata.drop_all(engine)
     metadata.create_all(engine)
     complaints, reports = metadata.tables["complaints"], metadata.tables["misclassified_complaints"]

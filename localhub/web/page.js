@@ -1,4 +1,5 @@
-// The local hub page: poll the sections every 2 s; Restart/Pause POST to the Hub's Space endpoints.
+// The local hub page: poll the sections every 2 s; Restart/Pause POST to the Hub's Space endpoints;
+// a review queue label button POSTs the label to /api/localhub/review/<id>.
 "use strict";
 const POLL_MS = 2000;
 const TOKEN_KEY = "localhub-token";
@@ -35,29 +36,48 @@ async function refresh() {
   }
 }
 
-async function control(action, space) {
+function writeHeaders(what) {
   const token = sessionStorage.getItem(TOKEN_KEY) || "";
   if (tokenRequired && !token) {
-    show(`Refused: this hub requires a token to ${action} ${space}. Enter it in the Token field above.`, "error");
-    return;
+    show(`Refused: this hub requires a token to ${what}. Enter it in the Token field above.`, "error");
+    return null;
   }
-  const path = space.split("/").map(encodeURIComponent).join("/");
   // same-origin JSON: the hub refuses writes from other origins and bodies of other types
-  const headers = {"Content-Type": "application/json", ...(token ? {Authorization: `Bearer ${token}`} : {})};
-  const response = await fetch(`/api/spaces/${path}/${action}`, {method: "POST", headers, body: "{}"});
+  return {"Content-Type": "application/json", ...(token ? {Authorization: `Bearer ${token}`} : {})};
+}
+
+async function post(what, url, body) {
+  const headers = writeHeaders(what);
+  if (!headers) return null;
+  const response = await fetch(url, {method: "POST", headers, body: JSON.stringify(body)});
   if (!response.ok) {
     const reason = response.headers.get("X-Error-Message") || response.statusText;
-    show(`Refused: ${action} ${space}: ${response.status} ${reason}`, "error");
-    return;
+    show(`Refused: ${what}: ${response.status} ${reason}`, "error");
+    return null;
   }
-  const runtime = await response.json();
+  return response.json();
+}
+
+async function control(action, space) {
+  const path = space.split("/").map(encodeURIComponent).join("/");
+  const runtime = await post(`${action} ${space}`, `/api/spaces/${path}/${action}`, {});
+  if (!runtime) return;
   show(`${action} ${space}: ${runtime.stage}`, "ok");
+  refresh();
+}
+
+async function review(id, label) {
+  const item = await post(`label item ${id}`, `/api/localhub/review/${encodeURIComponent(id)}`, {label});
+  if (!item) return;
+  show(`item ${item.id}: ${item.confirmed ? "confirmed" : "labelled"} ${item.corrected_label}`, "ok");
   refresh();
 }
 
 sections.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
   if (button) control(button.dataset.action, button.dataset.space).catch((error) => show(`${error}`, "error"));
+  const label = event.target.closest("button[data-review]");
+  if (label) review(label.dataset.review, label.dataset.label).catch((error) => show(`${error}`, "error"));
 });
 
 for (const log of sections.querySelectorAll("pre.log")) log.scrollTop = log.scrollHeight;

@@ -120,7 +120,7 @@ def render_summary(result: RunResult) -> str:
                      f"{', '.join(result.unserved_tags)}")
     if result.canary:
         lines.append(canary_line(result.canary))
-    if result.version:
+    if result.version and result.outcome != "canary":
         lines.append(f"promoted version {result.version}; serving: {result.deployment.get('serving')}")
     if result.wandb_dir:
         lines.append(f"W&B run: {result.wandb_dir}")

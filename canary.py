@@ -103,13 +103,11 @@ def space_health(cfg, state: SpaceState) -> dict:
     if not url:
         raise DeployError(f"inference Space {cfg.inference_space} is {state.stage} and reports no URL: cannot "
                           "read the canary's figures; restart it or set API_ENDPOINT")
-    client = DeployedModelClient.from_config(cfg, url)
     try:
-        return client.health()
+        with DeployedModelClient.from_config(cfg, url) as client:
+            return client.health()
     except DeployedAPIError as error:
         raise DeployError(f"cannot read the canary's figures from {cfg.inference_space}: {error}") from error
-    finally:
-        client.close()
 
 
 def complete_canary(cfg, hub: HubClient, action: str = "decide") -> dict | None:

@@ -239,11 +239,8 @@ def restart_until(space: SpaceController, cfg, serving: Callable[[dict], bool], 
     url = cfg.api_endpoint or state.url
     if not url:
         raise DeployError(f"Space {space.space_id} runs but reports no URL; set API_ENDPOINT")
-    client = DeployedModelClient.from_config(cfg, url)
-    try:
+    with DeployedModelClient.from_config(cfg, url) as client:
         return wait_for_health(client, serving, what, cfg.serving_timeout_s)
-    finally:
-        client.close()
 
 
 def wait_for_health(client: DeployedModelClient, serving: Callable[[dict], bool], what: str, timeout: float,

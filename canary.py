@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from deploy import REVISION_VARIABLE, DeployError, restart_until, restart_with_rollback, serve_revision
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, SpaceNotFound, SpaceState
+from interrupts import deferred_signals
 
 CANARY_REVISION, CANARY_SHARE, CANARY_MODE = "CANARY_REVISION", "CANARY_SHARE", "CANARY_MODE"
 CANARY_VARIABLES = (CANARY_REVISION, CANARY_SHARE, CANARY_MODE)
@@ -131,10 +132,11 @@ def complete_canary(cfg, hub: HubClient, action: str = "decide") -> dict | None:
     record = decide_canary(cfg, tag, stable, health, action)
     if record["outcome"] == "wait":
         return record
-    if record["outcome"] == "promote":
-        record["serving"] = promote_canary(space, cfg, tag, stable).get("revision")
-    else:
-        record["serving"] = remove_canary(space, cfg, stable).get("revision")
-    hub.upload_file(cfg.model_repo, record_path(tag), json.dumps(record, indent=2).encode(),
-                    f"retrainspace: canary {tag} {record['outcome']}")
+    with deferred_signals():  # a SIGTERM waits until the Space serves one version again, as in deploy.promote
+        if record["outcome"] == "promote":
+            record["serving"] = promote_canary(space, cfg, tag, stable).get("revision")
+        else:
+            record["serving"] = remove_canary(space, cfg, stable).get("revision")
+        hub.upload_file(cfg.model_repo, record_path(tag), json.dumps(record, indent=2).encode(),
+                        f"retrainspace: canary {tag} {record['outcome']}")
     return record

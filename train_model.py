@@ -397,8 +397,7 @@ def dry_run(cfg: JobConfig) -> int:
 
 def canary(cfg: JobConfig, action: str) -> int:
     """`train_model.py canary [decide|promote|abort]`: complete the inference Space's canary."""
-    with deferred_signals():
-        record = complete_canary(cfg, HubClient.from_config(cfg), action)
+    record = complete_canary(cfg, HubClient.from_config(cfg), action)
     if record is None:
         print(f"{cfg.inference_space} runs no canary (no CANARY_REVISION variable): nothing to {action}",
               file=sys.stderr)

@@ -92,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "same stratified test samples, promote it only if macro-F1 improves, restart the inference Space, and "
         "always pause this Space at the end. Every setting is read from its environment variable (the Space's "
         "variables and secrets); a flag overrides it. HF_TOKEN set: the real Hub; unset: the embedded local hub.",
-        epilog="Exit code: 0 when a model was promoted or the deployed one kept, 1 on failure, 2 on bad settings.",
+        epilog="Exit code: 0 when a model was promoted, the deployed one kept, or a canary started or still waits for "
+        "feedback; 1 on failure; 2 on bad settings.",
     )
     parser.add_argument("command", nargs="?", choices=["train", "rollback", "canary"], default="train",
                         help="train (default): the whole job. rollback: serve an earlier promoted version again. "

@@ -227,6 +227,20 @@ class JobConfig(HubSettings):
     # --- deploy ----------------------------------------------------------------------------
     serving_timeout_s: float = Field(600, gt=0, description="How long the restarted inference Space may take to serve the new version.")
     keep_versions: int = Field(5, gt=0, description="Promoted versions kept discoverable for rollback.")
+    promotion_mode: Literal["direct", "canary", "shadow"] = Field(
+        "direct", description="How a promoted version reaches the inference Space. direct: MODEL_REVISION moves to "
+        "it. canary: it answers CANARY_SHARE of the requests next to the served version until the next run (or "
+        "`train_model.py canary`) decides from the feedback. shadow: it scores every request, the served version "
+        "answers. The first deploy is always direct.")
+    canary_share: float = Field(
+        0.1, description="PROMOTION_MODE=canary: the share of requests, in [0, 1], the canary answers (a hash of "
+        "the text picks them).")
+    canary_min_feedback: int = Field(
+        20, gt=0, description="Feedback reports with a corrected label, received while the canary runs, needed "
+        "before the canary is promoted or aborted on its figures.")
+    canary_max_accuracy_drop: float = Field(
+        0.02, ge=0, le=1, description="A canary whose accuracy on those reports is lower than the served "
+        "version's by more than this is aborted; otherwise it is promoted.")
     lock_ttl_s: float = Field(6 * 3600, gt=0, description="Age after which a run lock left by a dead run is ignored.")
 
     # --- datasets from other producers (Sambodhan's push_to_hub) -------------------------
@@ -253,6 +267,13 @@ class JobConfig(HubSettings):
     def _namespace_is_a_repo_name(cls, value: str) -> str:
         if not REPO_NAME_PART.match(value):
             raise ValueError(f"{value!r} cannot own repos: use letters, digits, . _ - (see {REPO_ID_RULE})")
+        return value
+
+    @field_validator("canary_share")
+    @classmethod
+    def _share_of_requests(cls, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise ValueError(f"{value} is not a share of requests: use a number in [0, 1], e.g. 0.1 for 10%")
         return value
 
     @field_validator("split_aliases")
@@ -407,7 +428,7 @@ def describe_errors(error: ValidationError) -> str:
         if item["type"] == "missing" and field in JobConfig.model_fields:
             lines.append(f"  {where}: required. {JobConfig.model_fields[field].description}")
         else:
-            lines.append(f"  {where}: {item['msg']}")
+            lines.append(f"  {where}: {item['msg'].removeprefix('Value error, ')}")
     return "invalid settings:\n" + "\n".join(lines) + "\nFix the variable in the Space settings or pass the flag."
 
 

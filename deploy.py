@@ -163,10 +163,12 @@ def verify_tag(hub: HubClient, repo_id: str, tag: str, commit: str, folder: Path
 
 
 def promote(hub: HubClient, cfg, folder: Path, version: str, previous: str | None,
-            on_tagged: Callable[[Release], None] = lambda release: None) -> Release:
+            on_tagged: Callable[[Release], None] = lambda release: None, serve=None) -> Release:
     """Push and tag the release folder, then make the inference Space serve it and verify; if it
     never serves, the Space goes back to `previous` and DeployError says so. `on_tagged` hears of
-    the tag before the restart, so a failed restart still names what was pushed.
+    the tag before the restart, so a failed restart still names what was pushed. `serve(space, cfg,
+    tag, previous)` puts the tag in front of users (default: `restart_with_rollback`; a canary:
+    `canary.start_canary`) and returns the verified /health.
 
     A SIGTERM/SIGINT is held during push + tag and during pin + restart + verify (+ rollback), then
     raised: nothing is left half-pushed or half-pinned. One landing between the two sections leaves
@@ -176,7 +178,7 @@ def promote(hub: HubClient, cfg, folder: Path, version: str, previous: str | Non
         release = Release(tag, commit, previous)
         on_tagged(release)
     with deferred_signals():
-        health = restart_with_rollback(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
+        health = (serve or restart_with_rollback)(SpaceController(hub, cfg.inference_space), cfg, tag, previous)
     release.serving = health.get("revision")
     return release
 
@@ -226,33 +228,37 @@ def version_tags(hub: HubClient, repo_id: str) -> list[str]:
 def serve_revision(space: SpaceController, cfg, revision: str) -> dict:
     """Pin the Space to `revision`, restart it and wait until /health serves it."""
     space.set_variable(REVISION_VARIABLE, revision)
+    return restart_until(space, cfg, lambda health: health.get("revision") == revision, f"serve {revision}")
+
+
+def restart_until(space: SpaceController, cfg, serving: Callable[[dict], bool], what: str) -> dict:
+    """Restart the Space and wait until its /health is ok and `serving(health)` holds (which may
+    raise DeployError to stop waiting); returns that /health."""
     space.restart()
     state = space.wait_until("RUNNING", timeout=cfg.serving_timeout_s)
     url = cfg.api_endpoint or state.url
     if not url:
         raise DeployError(f"Space {space.space_id} runs but reports no URL; set API_ENDPOINT")
-    client = DeployedModelClient.from_config(cfg, url)
-    try:
-        return wait_for_revision(client, revision, cfg.serving_timeout_s)
-    finally:
-        client.close()
+    with DeployedModelClient.from_config(cfg, url) as client:
+        return wait_for_health(client, serving, what, cfg.serving_timeout_s)
 
 
-def wait_for_revision(client: DeployedModelClient, revision: str, timeout: float, poll: float = 2.0) -> dict:
+def wait_for_health(client: DeployedModelClient, serving: Callable[[dict], bool], what: str, timeout: float,
+                    poll: float = 2.0) -> dict:
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
         try:
             health = client.health()
             seen = health
-            if health.get("status") == "ok" and health.get("revision") == revision:
+            if health.get("status") == "ok" and serving(health):
                 return health
             if health.get("status") == "error":
                 break
         except DeployedAPIError:
             pass
         time.sleep(poll)
-    raise DeployError(f"the inference Space did not serve {revision} within {timeout:.0f}s (last /health: {seen})")
+    raise DeployError(f"the inference Space did not {what} within {timeout:.0f}s (last /health: {seen})")
 
 
 def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_tag: str | None) -> dict:

@@ -67,6 +67,12 @@ class DeployedModelClient:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> "DeployedModelClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     # --- low level --------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         """One call with retries on connection errors, timeouts and retryable statuses."""

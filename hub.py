@@ -308,6 +308,10 @@ class SpaceController:
         with self._errors():
             self.hub.api.add_space_variable(self.space_id, key, value)
 
+    def delete_variable(self, key: str) -> None:
+        with self._errors():
+            self.hub.api.delete_space_variable(self.space_id, key)
+
     def set_secret(self, key: str, value: str) -> None:
         with self._errors():
             self.hub.api.add_space_secret(self.space_id, key, value)

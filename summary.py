@@ -6,14 +6,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-OUTCOME_EXIT_CODES = {"promoted": 0, "kept": 0, "skipped": 0, "failed": 1, "interrupted": 143}
+OUTCOME_EXIT_CODES = {"promoted": 0, "kept": 0, "canary": 0, "skipped": 0, "failed": 1, "interrupted": 143}
 
 
 @dataclass
 class RunResult:
     label: str
     run_dir: Path
-    outcome: str = "failed"            # promoted | kept | skipped | failed | interrupted (SIGTERM/SIGINT)
+    outcome: str = "failed"            # promoted | kept | canary | skipped | failed | interrupted (SIGTERM/SIGINT)
     step: str = "config"               # the step running now, or the one that failed
     version: str | None = None         # the tag pushed when promoted
     dataset: dict = field(default_factory=dict)
@@ -21,6 +21,7 @@ class RunResult:
     comparison: dict = field(default_factory=dict)
     decision: dict = field(default_factory=dict)
     deployment: dict = field(default_factory=dict)
+    canary: dict = field(default_factory=dict)  # a canary started, or an earlier one's decision record
     unserved_tags: list[str] = field(default_factory=list)  # newer than the served version, never served
     error: str | None = None
     wandb_dir: str | None = None
@@ -81,6 +82,14 @@ def training_lines(training: dict) -> list[str]:
     return lines
 
 
+def canary_line(canary: dict) -> str:
+    if canary["outcome"] == "started":
+        share = f", {canary['share']:g} of the requests" if canary.get("share") is not None else ""
+        return (f"{canary['mode']} {canary['version']} started next to {canary['stable']}{share}; the next run "
+                "or `train_model.py canary` completes it")
+    return f"canary {canary['version']}: {canary['outcome']} — {'; '.join(canary['reasons'])}"
+
+
 def render_summary(result: RunResult) -> str:
     lines = [f"retrainspace run for LABEL={result.label}: {result.outcome.upper()}"
              + (f" at step '{result.step}'" if result.outcome in ("failed", "interrupted") else ""),
@@ -109,7 +118,9 @@ def render_summary(result: RunResult) -> str:
     if result.unserved_tags:
         lines.append(f"tags never served (left by crashed, interrupted or rolled-back runs): "
                      f"{', '.join(result.unserved_tags)}")
-    if result.version:
+    if result.canary:
+        lines.append(canary_line(result.canary))
+    if result.version and result.outcome != "canary":
         lines.append(f"promoted version {result.version}; serving: {result.deployment.get('serving')}")
     if result.wandb_dir:
         lines.append(f"W&B run: {result.wandb_dir}")

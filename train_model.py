@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from canary import ACTIONS, complete_canary, start_canary
 from compare import ComparisonError, build_comparison, decide, deployed_predictions, stratified_sample
 from configs import ConfigError, HubSettings, JobConfig, add_setting_flags, load_config
 from deploy import (
@@ -91,10 +92,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "same stratified test samples, promote it only if macro-F1 improves, restart the inference Space, and "
         "always pause this Space at the end. Every setting is read from its environment variable (the Space's "
         "variables and secrets); a flag overrides it. HF_TOKEN set: the real Hub; unset: the embedded local hub.",
-        epilog="Exit code: 0 when a model was promoted or the deployed one kept, 1 on failure, 2 on bad settings.",
+        epilog="Exit code: 0 when a model was promoted, the deployed one kept, or a canary started or still waits for "
+        "feedback; 1 on failure; 2 on bad settings.",
     )
-    parser.add_argument("command", nargs="?", choices=["train", "rollback"], default="train",
-                        help="train (default): the whole job. rollback: serve an earlier promoted version again")
+    parser.add_argument("command", nargs="?", choices=["train", "rollback", "canary"], default="train",
+                        help="train (default): the whole job. rollback: serve an earlier promoted version again. "
+                        "canary: complete the canary or shadow version the inference Space runs (PROMOTION_MODE)")
+    parser.add_argument("action", nargs="?", choices=ACTIONS, default=None,
+                        help="canary: decide (default) from its figures as the next run would: promote when there "
+                        "are CANARY_MIN_FEEDBACK labelled feedback reports and its accuracy is at most "
+                        "CANARY_MAX_ACCURACY_DROP below the served version's, else abort, or wait for more. "
+                        "promote / abort: do that now, whatever the figures")
     parser.add_argument("--to", metavar="TAG",
                         help="rollback: the version tag to serve (default: the one before the served one)")
     parser.add_argument("--status-port", type=int, metavar="PORT", default=os.environ.get("PORT") or None,
@@ -108,7 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "to", "dry_run", "status_port")}
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("command", "action", "to", "dry_run", "status_port")}
+    if args.action and args.command != "canary":
+        print(f"{args.action!r}: only the canary command takes an action", file=sys.stderr)
+        return 2
     try:
         cfg = load_config(overrides)
     except ConfigError as error:
@@ -120,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "rollback":
                 return rollback(cfg, args.to)
+            if args.command == "canary":
+                return canary(cfg, args.action or "decide")
             if args.dry_run:
                 return dry_run(cfg)
             return run(cfg, status_port=args.status_port).exit_code
@@ -180,6 +194,9 @@ def limit_train_rows(cfg: JobConfig, dataset):
 
 def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     """Steps 2-6 of the design card, each one call."""
+    result.enter("canary")
+    if complete_pending_canary(cfg, hub, result):
+        return
     result.enter("check deployed")
     check_deployed_before_training(cfg, hub)
     result.enter("dataset")
@@ -212,11 +229,29 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
     folder = release_folder(trained.model_dir, result.run_dir / "release", metadata,
                             sorted(result.run_dir.glob("confusion_*.png")))
     metadata["onnx"] = add_onnx_to_release(folder, result.run_dir, cfg.labels, cfg.max_length)
-    release = promote(hub, cfg, folder, metadata["version"], served,
-                      on_tagged=result.tagged)
+    as_canary = cfg.promotion_mode != "direct" and served is not None  # a first deploy has nothing to compare
+    release = promote(hub, cfg, folder, metadata["version"], served, on_tagged=result.tagged,
+                      serve=start_canary if as_canary else None)
     shutil.rmtree(folder)  # a copy of train/best_model, now on the Hub as release.tag
     result.deployment["serving"] = release.serving
-    result.outcome = "promoted"
+    result.outcome = "canary" if as_canary else "promoted"
+    if as_canary:
+        result.canary = {"version": release.tag, "stable": served, "mode": cfg.promotion_mode,
+                         "share": cfg.canary_share if cfg.promotion_mode == "canary" else None, "outcome": "started"}
+
+
+def complete_pending_canary(cfg: JobConfig, hub, result) -> bool:
+    """A canary or shadow left by an earlier run is decided first. While one waits for feedback no
+    candidate is trained: the comparison's requests would be answered partly by the canary."""
+    record = complete_canary(cfg, hub)
+    if record is None:
+        return False
+    result.canary = record
+    result.outcome = {"promote": "promoted", "abort": "kept", "wait": "canary"}[record["outcome"]]
+    if record["outcome"] == "promote":
+        result.version = record["version"]
+        result.deployment = {"tag": record["version"], "previous": record["stable"], "serving": record["serving"]}
+    return True
 
 
 def fetch_base_model(cfg: JobConfig, hub) -> Path:
@@ -358,6 +393,20 @@ def dry_run(cfg: JobConfig) -> int:
     print(json.dumps(cfg.dump(), indent=2))
     revision, commit = resolve_dataset_revision(HubClient.from_config(cfg), cfg)
     print(f"dataset: {cfg.dataset_repo}@{revision} (commit {commit})")
+    return 0
+
+
+def canary(cfg: JobConfig, action: str) -> int:
+    """`train_model.py canary [decide|promote|abort]`: complete the inference Space's canary."""
+    record = complete_canary(cfg, HubClient.from_config(cfg), action)
+    if record is None:
+        print(f"{cfg.inference_space} runs no canary (no CANARY_REVISION variable): nothing to {action}",
+              file=sys.stderr)
+        return 1
+    print(f"canary {record['version']}: {record['outcome']} — {'; '.join(record['reasons'])}")
+    if record["outcome"] != "wait":
+        print(f"{cfg.inference_space} serves {record['serving']}; decision record: "
+              f"{cfg.model_repo}/canary/{record['version']}.json")
     return 0
 
 

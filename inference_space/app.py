@@ -104,12 +104,14 @@ def readable(error: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAPI:
+def create_app(settings: SpaceSettings, hub=None, feedback_store=None, on_disagreement=None) -> FastAPI:
     """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
-    tests pass a wrapped one. The model starts loading when the app starts."""
+    tests pass a wrapped one. The model starts loading when the app starts. With a canary,
+    `on_disagreement(text, stable_prediction, canary_prediction)` hears of each text the two
+    versions label differently (default: a log line)."""
     if hub is None:
         hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
-    server = ModelServer(settings, hub)
+    server = ModelServer(settings, hub, on_disagreement)
     # Without FEEDBACK_DB_URL: the store's default file under DATA_DIR, the one prepare_dataset reads.
     feedback_url = settings.feedback_db_url or default_db_url()
     recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)
@@ -189,6 +191,8 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
             headers = {"Retry-After": str(settings.retry_after_s)} if error.status == 503 else None
             raise HTTPException(status_code=error.status, detail=str(error), headers=headers) from None
         metrics.feedback_reports.inc()
+        if report.corrected_label is not None:
+            await run_in_threadpool(server.judge_feedback, report.text, report.corrected_label)
         return {"id": report_id, "status": "recorded"}
 
     @app.get("/metrics")
@@ -209,4 +213,6 @@ def retrain_admin(settings: SpaceSettings, url: str, hub):
         store = FeedbackStore(url)
     except DatabaseUnavailable:  # a database down at start-up must not stop predictions; admin answers 503
         store = FeedbackStore(url, create=False)
-    return admin_router(load_config({"label": settings.label}), store, hub)
+    # The Space's own CANARY_SHARE is read by SpaceSettings (a bad one leaves the canary unloaded): the
+    # job's setting of that name must not refuse it and stop the Space.
+    return admin_router(load_config({"label": settings.label, "canary_share": 0}), store, hub)

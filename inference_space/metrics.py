@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 
 def retrain_outcome(metadata: dict | None) -> tuple[float | None, bool | None]:
@@ -39,10 +39,31 @@ class ServingCollector:
                 yield GaugeMetricFamily("inference_last_retrain_promoted",
                                         "1 if the retrain run that made the served version promoted it.",
                                         value=float(promoted))
+        yield from version_metrics(self.server.version_figures())
         pending = self.pending_reviews() if self.pending_reviews else None
         if pending is not None:
             yield GaugeMetricFamily("inference_feedback_pending_reviews",
                                     "Reports and queued predictions waiting for review.", value=pending)
+
+
+def version_metrics(versions: dict):
+    """Per-version figures (stable, and a canary or shadow while one is loaded), labelled by role and revision."""
+    labels = ["role", "revision"]
+    counters = {name: CounterMetricFamily(f"inference_version_{name}", help, labels=labels) for name, help in (
+        ("answered", "Requests this version answered."), ("scored", "Texts this version scored."),
+        ("compared", "Texts both versions scored (canary only)."),
+        ("agreed", "Texts both versions scored and labelled the same (canary only)."),
+        ("feedback_labelled", "Feedback reports with a corrected label, scored by this version."),
+        ("feedback_correct", "Of those, reports where this version's label is the corrected one."))}
+    latency = SummaryMetricFamily("inference_version_forward_seconds", "Forward passes of this version.",
+                                  labels=labels)
+    for role, figures in versions.items():
+        key = [role, figures["revision"] or "none"]
+        for name, family in counters.items():
+            family.add_metric(key, figures[name])
+        latency.add_metric(key, count_value=figures["forward_calls"], sum_value=figures["forward_seconds"])
+    yield from counters.values()
+    yield latency
 
 
 class ServiceMetrics:

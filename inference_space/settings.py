@@ -23,6 +23,15 @@ class SpaceSettings(HubSettings):
     label: Literal["department", "urgency"] = Field(description="Which classifier this Space serves.")
     model_id: str | None = Field(None, description="Model repo. Default: retrainspace/grievance-<label>-classifier.")
     model_revision: str | None = Field(None, description="Tag or commit to serve. Default: the newest v* tag.")
+    canary_revision: str | None = Field(None, description=(
+        "A second version (tag or commit) to load next to MODEL_REVISION, set by the retrain job with "
+        "PROMOTION_MODE=canary or shadow. Unset: one version. Two versions take twice the memory."))
+    canary_share: float = Field(0.1, description=(
+        "CANARY_MODE=canary: the share of requests, in [0, 1], the canary answers (chosen by a hash of the "
+        "text). A value outside [0, 1] leaves the canary unloaded and the stable version serving."))
+    canary_mode: str = Field("canary", description=(
+        "'canary': the canary answers CANARY_SHARE of the requests; 'shadow': both versions score every "
+        "request and the stable one answers."))
     max_text_chars: int = Field(5000, gt=0, description="Longest accepted text, in characters.")
     max_batch: int = Field(64, gt=0, description="Most texts accepted by one /predict/batch request.")
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0, description=(

@@ -20,6 +20,7 @@ from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.review_queue import ReviewQueue
 from inference_space.serving import ModelNotReady, ModelServer, redact
 from inference_space.settings import SpaceSettings
+from inference_space.versions import log_disagreement
 from text_cleaning import clean, unicode_problem
 
 log = logging.getLogger("inference_space")
@@ -108,10 +109,15 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None, on_disagr
     """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
     tests pass a wrapped one. The model starts loading when the app starts. With a canary,
     `on_disagreement(text, stable_prediction, canary_prediction)` hears of each text the two
-    versions label differently (default: a log line)."""
+    versions label differently (default: a log line, and the stable answer queued for review)."""
     if hub is None:
         hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
-    server = ModelServer(settings, hub, on_disagreement)
+    def queue_disagreement(text: str, stable_prediction: dict, canary_prediction: dict) -> None:
+        log_disagreement(text, stable_prediction, canary_prediction)
+        review.queue_for_review(text, stable_prediction["label"], stable_prediction.get("confidence"),
+                                suggested_label=canary_prediction["label"])
+
+    server = ModelServer(settings, hub, on_disagreement or queue_disagreement)
     # Without FEEDBACK_DB_URL: the store's default file under DATA_DIR, the one prepare_dataset reads.
     feedback_url = settings.feedback_db_url or default_db_url()
     recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)

@@ -10,11 +10,12 @@ import httpx
 import pandas as pd
 import pytest
 
+from feedback.store import FeedbackStore
 from inference_space.app import create_app
 from inference_space.classifier import predict_in_chunks
 from inference_space.settings import load_settings
 from tests.fixtures.models import DATA_DIR
-from tests.fixtures.space import build_classifier, serve, wait_for_status
+from tests.fixtures.space import build_classifier, serve, wait_for_metric, wait_for_status
 from text_cleaning import clean
 
 V1, V2 = "v20260101_000000", "v20260102_000000"
@@ -85,6 +86,24 @@ def test_shadow_scores_every_request_and_never_changes_an_answer(two_versions, m
     assert heard and len(heard) == canary["compared"] - canary["agreed"]
     assert all(stable["version"] == V1 and shadow["version"] == V2 and stable["label"] != shadow["label"]
                for _, stable, shadow in heard)
+
+
+def test_shadow_disagreements_are_queued_for_review_with_the_canarys_label(two_versions, monkeypatch):
+    monkeypatch.setenv("CANARY_MODE", "shadow")
+    with serve(create_app(load_settings())) as url, httpx.Client(base_url=url, timeout=30) as client:
+        health_when_loaded(client)
+        # the batch route queues no low-confidence items: whatever is queued is a disagreement
+        answers = client.post("/predict/batch", json={"texts": TEXTS}).json()["predictions"]
+        canary = client.get("/health").json()["versions"]["canary"]
+        disagreements = canary["compared"] - canary["agreed"]
+        wait_for_metric(client, 'inference_review_queue_total{outcome="queued"}', float(disagreements))
+    queued = FeedbackStore(load_settings().feedback_db_url).list_pending("urgency", queued_only=True)
+    answered = dict(zip(TEXTS, answers))
+    assert disagreements and len(queued) == disagreements
+    for item in queued:
+        assert item.source == "shadow_disagreement" and item.predicted_label == answered[item.text]["label"]
+        assert item.corrected_label not in (None, item.predicted_label)  # the canary's label, unreviewed
+        assert not item.reviewed
 
 
 def broken_version(space_hub, space_model_repo, space_classifier_dir, tmp_path) -> str:

@@ -4,7 +4,6 @@ reviewed rows reach the next dataset version through feedback.prepare."""
 from __future__ import annotations
 
 import logging
-import time
 
 import httpx
 import pandas as pd
@@ -17,7 +16,7 @@ from feedback.prepare import prepare_dataset
 from feedback.store import FeedbackStore, InvalidReport
 from inference_space.app import create_app
 from inference_space.settings import load_settings
-from tests.fixtures.space import free_port, serve, wait_for_status
+from tests.fixtures.space import free_port, serve, wait_for_metric, wait_for_status
 from tests.fixtures.web import start_page_hub
 
 V1 = "v20260101_000000"
@@ -72,13 +71,6 @@ def test_a_review_threshold_that_can_never_fire_is_refused(space_env, monkeypatc
     monkeypatch.setenv("REVIEW_THRESHOLD", "0.3")  # 3 urgency labels: the top score is at least 1/3
     with pytest.raises(ConfigError, match=r"REVIEW_THRESHOLD=0.3 can never queue.*set it above 0.333, or to 0"):
         load_settings()
-
-
-def wait_for_metric(client, sample: str, value: float, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while f"{sample} {value}" not in client.get("/metrics").text:
-        assert time.monotonic() < deadline, f"{sample} never reached {value}"
-        time.sleep(0.1)
 
 
 def test_uncertain_predictions_are_queued_reviewed_and_published(space_env, space_hub, publish_space_version,

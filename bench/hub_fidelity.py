@@ -7,7 +7,8 @@ passed/failed/skipped per feature group and the overall pass rate.
 
     python bench/hub_fidelity.py [--keep DIR] [--group NAME] [-k EXPR] [--min-pass-rate 0.9]
 
-Exit status: 0, or 1 when the pass rate is below --min-pass-rate (default 0: report only).
+Exit status: 0; 1 when the pass rate is below --min-pass-rate (default 0: report only); other
+non-zero statuses when nothing could be measured (no sdist, pytest wrote no report).
 Tests that need what a one-user local hub cannot have (a second user, orgs, files the sdist
 does not ship) are skipped and counted apart; the Spaces tests (recorded against production
 upstream) run against a second, open local hub.
@@ -194,7 +195,10 @@ def run_tests(tests: Path, hubs: dict, groups: list[str], timeout: int, keyword:
                f"--timeout={timeout}", f"--junitxml={report}", "-m", marker,
                *(["-k", keyword] if keyword else []), *[f"tests/{node}" for node in ids]]
         print(f"running {', '.join(run_groups)} ({len(ids)} test groups) against {hub['url']} ...", flush=True)
+        report.unlink(missing_ok=True)  # a --keep folder's old report must not stand in for this run's
         subprocess.run(cmd, cwd=tests.parent, env=env)
+        if not report.exists():
+            raise SystemExit(f"pytest wrote no {report.name} (see its output above): nothing was measured")
         reports.append(report)
     return reports
 

@@ -118,6 +118,12 @@ def commit_json(commit: dict, formatted: bool) -> dict:
     return item
 
 
+def expanded(info: dict, expand: list[str]) -> dict:
+    """expand=[...]: only the asked properties, like the Hub; one the local hub has no data for
+    (gguf, safetensors, cardData, ...) is left out, so the client reads it as None."""
+    return {key: value for key, value in info.items() if key in ("id", "_id", *expand)} if expand else info
+
+
 def sibling(entry: Entry, blobs: str | None) -> dict:
     """A file of repo info; with ?blobs=true also its blob id and LFS details, like the Hub."""
     item = {"rfilename": entry.path, "size": entry.size}
@@ -296,12 +302,13 @@ def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
             "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
             "createdAt": info["created_at"], "lastModified": commit["date"],
             "siblings": [sibling(entry, request.query_params.get("blobs")) for _, entry in sorted(files.items())],
+            "downloadsAllTime": 0, "trendingScore": 0, "usedStorage": sum(entry.size for entry in files.values()),
         }
         if repo.repo_type == "space":
             runtime = spaces.runtime(repo)
             data.update(sdk=info.get("sdk") or "docker", runtime=runtime, host=runtime["host"],
                         subdomain=repo.repo_id.replace("/", "-"))
-        return data
+        return expanded(data, request.query_params.getlist("expand") or request.query_params.getlist("expand[]"))
 
     @router.get("/api/{plural}")
     def list_repos(request: Request, plural: str, author: str | None = None, search: str | None = None):

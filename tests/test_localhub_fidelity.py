@@ -136,3 +136,6 @@ def test_spaces_readme_gitignore_move_squash_and_expand(api, unique_repo_id, tmp
     [info] = api.get_paths_info(moved.upper(), ["keep.txt"], repo_type="space", expand=True)  # ids ignore case
     assert info.last_commit.title.startswith("Super-squash")
     assert api.list_repo_commits(moved, repo_type="space", formatted=True)[0].formatted_title
+    info = api.space_info(moved, expand=["private", "usedStorage"])  # only what is asked, like the Hub
+    stored = sum(f.size for f in api.list_repo_tree(moved, repo_type="space", recursive=True) if hasattr(f, "size"))
+    assert (info.private, info.used_storage, info.siblings, info.sha) == (False, stored, None, None)

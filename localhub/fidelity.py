@@ -16,11 +16,12 @@ DEFAULT_LFS_PATTERNS = (
     "*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.* *.mlmodel *.model *.msgpack *.npy "
     "*.npz *.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar *.safetensors saved_model/**/* "
     "*.tar.* *.tar *.tflite *.tgz *.wasm *.xz *.zip *.zst *tfevents*").split()
-ONE_SEGMENT_REPO = re.compile(r"^/api/(models|datasets|spaces)/[^/]+(/(revision|tree|commits|refs|paths-info)(/.*)?)?$")
-OFFERED_AREAS = {"models", "datasets", "spaces", "repos", "whoami-v2", "validate-yaml"}
-LIST_KEYS = ("tags", "datasets", "language", "metrics")
 DATASET_LFS_PATTERNS = ("*.lz4 *.mds *.pcm *.sam *.raw *.aac *.flac *.mp3 *.ogg *.wav *.bmp *.gif *.png "
                         "*.tiff *.jpg *.jpeg *.webp *.mp4 *.webm").split()
+LIST_KEYS = ("tags", "datasets", "language", "metrics")  # card metadata keys that hold a string or a list
+# /api/ paths of a repo id without namespace: the Hub's canonical repos (gpt2), of which the local hub has none
+ONE_SEGMENT_REPO = re.compile(r"^/api/(models|datasets|spaces)/[^/]+(/(revision|tree|commits|refs|paths-info)(/.*)?)?$")
+OFFERED_AREAS = {"models", "datasets", "spaces", "repos", "whoami-v2", "validate-yaml"}  # /api/<area>/...
 
 
 def lfs_patterns(repo: Repo, files: dict[str, Entry]) -> list[str]:

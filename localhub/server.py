@@ -502,8 +502,7 @@ def uploads_router(store: Store, upload_key: bytes) -> APIRouter:
         branch, _ = revision_and_path(request, "commit", namespace, name)
         lines = commit_lines(await request.body())
         create_pr = is_true(request.query_params.get("create_pr"))
-        ref = await run_in_threadpool(repo.open_pr, branch) if create_pr else branch
-        commit_id = await run_in_threadpool(apply_commit, repo, ref, lines)
+        commit_id, ref = await run_in_threadpool(apply_commit, repo, branch, lines, create_pr)
         repo_url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}"
         # no discussion threads: the "pull request" is its ref, refs/pr/N, which the client reads from this URL
         pr_url = f"{repo_url}/discussions/{ref.rsplit('/', 1)[-1]}" if create_pr else None
@@ -652,8 +651,8 @@ def commit_lines(body: bytes) -> list[dict]:
     return lines
 
 
-def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
-    """Turn the ndjson commit payload into additions/deletions and one new commit."""
+def apply_commit(repo: Repo, branch: str, lines: list[dict], new_pr: bool) -> tuple[str, str]:
+    """Turn the ndjson commit payload into additions/deletions and one new commit: (its id, its ref)."""
     header, additions, deletions = {}, {}, []
     for line in lines:
         key, value = line.get("key"), line.get("value", {})
@@ -682,7 +681,7 @@ def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
     if not summary:
         raise HubHTTPError(400, "the commit has no message (header.summary)")
     return repo.make_commit(branch, summary, optional(header, "description", str, "the commit header") or "",
-                            additions, deletions, optional(header, "parentCommit", str, "the commit header"))
+                            additions, deletions, optional(header, "parentCommit", str, "the commit header"), new_pr)
 
 
 def lfs_pointer_oid(sha256: str, size: int) -> str:

@@ -244,18 +244,6 @@ class Repo:
             commit_id = commit["parent"]
         return commits
 
-    def open_pr(self, base: str) -> str:
-        """A new refs/pr/N at the head of the branch `base` (not a tag or commit); returns the ref."""
-        with self.lock:
-            refs = self.refs()
-            if base.removeprefix("refs/heads/") not in refs["branches"]:
-                raise revision_not_found(self, base)
-            prs = refs.setdefault("prs", {})
-            number = str(max(map(int, prs), default=0) + 1)
-            prs[number] = refs["branches"][base.removeprefix("refs/heads/")]
-            self._save_refs(refs)
-            return f"refs/pr/{number}"
-
     @staticmethod
     def _heads(refs: dict, ref: str) -> tuple[dict, str]:
         """The dict and key that hold a branch's (or a refs/pr/N's) head: the refs a commit may move."""
@@ -276,10 +264,13 @@ class Repo:
         return {path: found.get(path, history[-1]) for path in paths}
 
     def make_commit(self, branch: str, message: str, description: str, additions: dict[str, Entry],
-                    deletions: list[str], parent_commit: str | None = None) -> str:
-        """Apply additions/deletions on top of the branch (or refs/pr/N) head; one new immutable commit."""
+                    deletions: list[str], parent_commit: str | None = None, new_pr: bool = False) -> tuple[str, str]:
+        """Apply additions/deletions on top of the branch (or refs/pr/N) head; one new immutable commit.
+        With new_pr, the commit opens the next refs/pr/N from the branch (a branch: not a tag or commit), all
+        or nothing. Returns (commit id, the ref now at it)."""
         with self.lock:
-            heads, key = self._heads(self.refs(), branch)
+            refs = self.refs()
+            heads, key = (refs["branches"], branch.removeprefix("refs/heads/")) if new_pr else self._heads(refs, branch)
             parent = heads.get(key)
             if parent is None:
                 raise revision_not_found(self, branch)
@@ -298,11 +289,12 @@ class Repo:
                     raise HubHTTPError(422, f"LFS object {entry.sha256} of {path!r} was never uploaded")
                 files[path] = {"sha256": entry.sha256, "size": entry.size, "git_oid": entry.git_oid, "lfs": entry.lfs}
             commit_id = self._write_commit(parent, message, description, files)
-            refs = self.refs()
-            heads, key = self._heads(refs, branch)
+            if new_pr:
+                heads = refs.setdefault("prs", {})
+                key = str(max(map(int, heads), default=0) + 1)
             heads[key] = commit_id
             self._save_refs(refs)
-            return commit_id
+            return commit_id, f"refs/pr/{key}" if new_pr else branch
 
     def squash(self, ref: str, message: str) -> str:
         """One parentless commit with the files of the branch (or refs/pr/N) head, like the Hub's super-squash."""

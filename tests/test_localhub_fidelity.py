@@ -1,8 +1,14 @@
 """The local hub answers like the real Hub, or refuses clearly (bench/hub_fidelity.py measures the rest)."""
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import BadRequestError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import (
+    BadRequestError,
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from tests.fixtures.hub import TEST_TOKEN
 
@@ -47,6 +53,9 @@ def test_create_pr_commits_to_a_new_pr_ref_and_never_to_main(api, unique_repo_id
     with pytest.raises(RevisionNotFoundError):  # like the Hub: a pull request targets a branch
         api.create_commit(unique_repo_id, [CommitOperationAdd("c.txt", b"c")], commit_message="pr", revision="v1",
                           create_pr=True)
+    with pytest.raises(EntryNotFoundError):  # a failed commit opens no pull request
+        api.create_commit(unique_repo_id, [CommitOperationDelete("missing.txt")], commit_message="pr", create_pr=True)
+    assert len(api.list_repo_refs(unique_repo_id, include_pull_requests=True).pull_requests) == 1
 
 
 @pytest.fixture

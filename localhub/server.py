@@ -1,8 +1,10 @@
 """The HTTP API: the subset of the Hugging Face Hub that huggingface_hub.HfApi and datasets call.
 
 Errors carry the X-Error-Code header the client maps (RepoNotFound, RevisionNotFound,
-EntryNotFound). With a token configured, a wrong token is a 401 on every call; without a
-token writes are refused and reads allowed.
+EntryNotFound) and every answer an X-Request-Id. With a token configured, a wrong token is a 401
+on every call; without a token writes are refused (but /api/validate-yaml) and reads allowed,
+except of private repos (401 RepoNotFound, like the Hub). /api/ routes the hub does not offer
+answer 501 (fidelity.unrouted).
 """
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """The HTTP API: the subset of the Hugging Face Hub that huggingface_hub.HfApi and datasets call.
 
 Errors carry the X-Error-Code header the client maps (RepoNotFound, RevisionNotFound,
-EntryNotFound). With a token configured, a wrong token is a 401 on every call; without a
-token writes are refused and reads allowed.
+EntryNotFound) and every answer an X-Request-Id. With a token configured, a wrong token is a 401
+on every call; without a token writes are refused (but /api/validate-yaml) and reads allowed,
+except of private repos (401 RepoNotFound, like the Hub). /api/ routes the hub does not offer
+answer 501 (fidelity.unrouted).
 """
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import atexit
 import base64
 import hashlib
 import hmac
+import html
 import json
 import os
 import secrets
 import tempfile
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import unquote
@@ -21,8 +25,9 @@ from urllib.parse import unquote
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .fidelity import goes_to_lfs, lfs_patterns, refuse_create_pr, refuse_private
+from .fidelity import card_metadata_problems, goes_to_lfs, ignored, lfs_patterns, not_offered, settings_change, unrouted
 from .security import (
     field,
     json_body,
@@ -45,6 +50,8 @@ PLURAL = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 BAD_TOKEN = "Invalid credentials in Authorization header"
 READ_METHODS = {"GET", "HEAD"}
+USER = {"name": "local", "fullname": "Local user"}  # the one user; a repo id without namespace is theirs
+ANONYMOUS_POSTS = {"/api/validate-yaml"}  # writes nothing: the Hub answers it without a token
 MAX_LOG_LINES = 1_000_000
 
 
@@ -57,8 +64,8 @@ def error_response(error: HubHTTPError) -> JSONResponse:
 
 
 def repo_type_of(plural: str) -> str:
-    if plural not in PLURAL:
-        raise HubHTTPError(404, f"unknown repo type {plural!r}: use models, datasets or spaces")
+    if plural not in PLURAL:  # /api/collections/..., /api/papers/...: areas of the Hub not offered here
+        raise not_offered(f"/api/{plural}/...")
     return PLURAL[plural]
 
 
@@ -94,8 +101,60 @@ def tree_entries(files: dict[str, Entry], commit_id: str, folder: str, recursive
     return list(entries.values())
 
 
+def is_true(value) -> bool:
+    return isinstance(value, str) and value.lower() in ("1", "true")
+
+
+def with_last_commits(repo: Repo, commit_id: str, entries: list[dict]) -> list[dict]:
+    """expand=true: each file or folder with the last commit that changed it, like the Hub."""
+    last = repo.last_commits(commit_id, [entry["path"] for entry in entries])
+    summary = {path: {"id": c["id"], "title": c["message"], "date": c["date"]} for path, c in last.items()}
+    return [{**entry, "lastCommit": summary[entry["path"]]} for entry in entries]
+
+
+def commit_json(commit: dict, formatted: bool) -> dict:
+    item = {"id": commit["id"], "authors": [{"user": USER["name"]}], "date": commit["date"],
+            "title": commit["message"], "message": commit["description"]}
+    if formatted:  # the Hub renders them as HTML
+        item["formatted"] = {"title": html.escape(commit["message"]), "message": html.escape(commit["description"])}
+    return item
+
+
+def expanded(info: dict, expand: list[str]) -> dict:
+    """expand=[...]: only the asked properties, like the Hub; one the local hub has no data for
+    (gguf, safetensors, cardData, ...) is left out, so the client reads it as None."""
+    return {key: value for key, value in info.items() if key in ("id", "_id", *expand)} if expand else info
+
+
+def sibling(entry: Entry, blobs: str | None) -> dict:
+    """A file of repo info; with ?blobs=true also its blob id and LFS details, like the Hub."""
+    item = {"rfilename": entry.path, "size": entry.size}
+    if is_true(blobs):
+        item["blobId"] = entry.git_oid
+        if entry.lfs:
+            item["lfs"] = {"sha256": entry.sha256, "size": entry.size, "pointerSize": 134}
+    return item
+
+
 def folder_json(path: str, commit_id: str) -> dict:
     return {"type": "directory", "oid": hashlib.sha1(f"{commit_id}:{path}".encode()).hexdigest(), "path": path}
+
+
+def repo_at(store: Store, request: Request, repo_type: str, namespace: str, name: str) -> Repo:
+    """The repo, if this caller may see it: a private repo is its owner's only (401 like the Hub)."""
+    repo = store.get(repo_type, f"{namespace}/{name}")
+    if repo.private and not request.state.owner:
+        raise HubHTTPError(401, "Repository not found", "RepoNotFound")
+    return repo
+
+
+def full_repo_id(body: dict) -> str:
+    """organization/name from a create or delete body; a bare name is the user's, like on the Hub."""
+    name = field(body, "name")
+    organization = optional(body, "organization")
+    if organization:
+        return f"{organization}/{name}"
+    return name if "/" in name else f"{USER['name']}/{name}"
 
 
 def base_url(request: Request) -> str:
@@ -131,18 +190,30 @@ def create_app(data_dir: Path, token: str | None = None, public_url: str | None 
     async def _hub_error(request: Request, error: HubHTTPError):
         return error_response(error)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _unrouted(request: Request, error: StarletteHTTPException):
+        return error_response(unrouted(request, error))
+
     @app.middleware("http")
     async def check_token(request: Request, call_next):
-        if token is not None and not request.url.path.startswith("/api/localhub/lfs/"):
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not token_matches(given, token) and (given or request.method not in READ_METHODS):
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        # On an open hub every caller is the owner; with a token, its holder is (and only reads go without it).
+        request.state.owner = token is None or token_matches(given, token)
+        if token is not None and not request.url.path.startswith("/api/localhub/lfs/") and not request.state.owner:
+            if given or (request.method not in READ_METHODS and request.url.path not in ANONYMOUS_POSTS):
                 return error_response(HubHTTPError(401, BAD_TOKEN))
         return await call_next(request)
 
-    @app.middleware("http")  # added last: runs first, before the token check
+    @app.middleware("http")  # added after the token check: runs before it
     async def check_origin(request: Request, call_next):
         refusal = refuse_foreign_host(request, loopback_only) or refuse_cross_origin_write(request, origins)
         return error_response(refusal) if refusal else await call_next(request)
+
+    @app.middleware("http")  # outermost: every answer, refusals included, names its request like the Hub's
+    async def request_id(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = f"Root={uuid.uuid4()}"
+        return response
 
     # The routers are included in this order: the first route that matches a path answers it.
     app.include_router(service_router(store))
@@ -165,12 +236,12 @@ def service_router(store: Store) -> APIRouter:
 
     @router.get("/api/whoami-v2")
     def whoami():
-        return {"type": "user", "name": "local", "fullname": "Local user", "orgs": [],
-                "auth": {"accessToken": {"displayName": "local", "role": "write"}}}
+        return {"type": "user", **USER, "orgs": [], "auth": {"accessToken": {"displayName": "local", "role": "write"}}}
 
     @router.post("/api/validate-yaml")
-    def validate_yaml():
-        return {"errors": [], "warnings": []}
+    async def validate_yaml(request: Request):
+        errors, warnings = card_metadata_problems(field(await json_body(request), "content"))
+        return JSONResponse({"errors": errors, "warnings": warnings}, status_code=400 if errors else 200)
 
     return router
 
@@ -181,16 +252,12 @@ def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
     @router.post("/api/repos/create")
     async def create_repo(request: Request):
         body = await json_body(request)
-        refuse_private(body)
         repo_type = optional(body, "type") or "model"
         if repo_type not in URL_PREFIX:
             raise HubHTTPError(400, f"unknown repo type {repo_type!r}: use model, dataset or space")
-        name = field(body, "name")
-        organization = optional(body, "organization")
-        repo_id = f"{organization}/{name}" if organization else name
-        if "/" not in repo_id:
-            repo_id = f"local/{repo_id}"
-        extra = {"sdk": body.get("sdk")} if repo_type == "space" else {}
+        repo_id = full_repo_id(body)
+        private = settings_change(body, repo_type) or False
+        extra = {"private": private, **({"sdk": body.get("sdk")} if repo_type == "space" else {})}
         url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo_id}"
         try:
             repo = await run_in_threadpool(store.create, repo_type, repo_id, extra)
@@ -204,12 +271,28 @@ def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
     @router.api_route("/api/repos/delete", methods=["DELETE", "POST"])
     async def delete_repo(request: Request):
         body = await json_body(request)
-        organization, name = optional(body, "organization"), field(body, "name")
-        repo_id = f"{organization}/{name}" if organization else name
-        repo_type = optional(body, "type") or "model"
+        repo_id, repo_type = full_repo_id(body), optional(body, "type") or "model"
         if repo_type == "space":
             spaces.forget(store.get("space", repo_id))
         store.delete(repo_type, repo_id)
+        return {}
+
+    @router.post("/api/repos/move")
+    async def move_repo(request: Request):
+        body = await json_body(request)
+        repo_type = optional(body, "type") or "model"
+        source = store.get(repo_type, field(body, "fromRepo"))
+        if repo_type == "space":
+            spaces.forget(source)
+        await run_in_threadpool(store.move, repo_type, source.repo_id, field(body, "toRepo"))
+        return {}
+
+    @router.put("/api/{plural}/{namespace}/{name}/settings")
+    async def update_settings(request: Request, plural: str, namespace: str, name: str):
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
+        private = settings_change(await json_body(request), repo.repo_type)
+        if private is not None:
+            repo.update_info(private=private)
         return {}
 
     def repo_info_json(request: Request, repo: Repo, revision: str) -> dict:
@@ -218,50 +301,54 @@ def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
         info = repo.info()
         data = {
             "id": repo.repo_id, "_id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit_id,
-            "private": False, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
+            "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
             "createdAt": info["created_at"], "lastModified": commit["date"],
-            "siblings": [{"rfilename": path, "size": entry.size} for path, entry in sorted(files.items())],
+            "siblings": [sibling(entry, request.query_params.get("blobs")) for _, entry in sorted(files.items())],
+            "downloadsAllTime": 0, "trendingScore": 0, "usedStorage": sum(entry.size for entry in files.values()),
         }
         if repo.repo_type == "space":
             runtime = spaces.runtime(repo)
             data.update(sdk=info.get("sdk") or "docker", runtime=runtime, host=runtime["host"],
                         subdomain=repo.repo_id.replace("/", "-"))
-        return data
+        return expanded(data, request.query_params.getlist("expand") or request.query_params.getlist("expand[]"))
 
     @router.get("/api/{plural}")
     def list_repos(request: Request, plural: str, author: str | None = None, search: str | None = None):
         repo_type = repo_type_of(plural)
         ids = [i for i in store.list(repo_type) if (author is None or i.split("/")[0] == author)
                and (search is None or search in i)]
-        return [repo_info_json(request, store.get(repo_type, repo_id), "main") for repo_id in ids]
+        repos = [store.get(repo_type, repo_id) for repo_id in ids]
+        return [repo_info_json(request, repo, "main") for repo in repos if request.state.owner or not repo.private]
 
     @router.get("/api/{plural}/{namespace}/{name}")
     def repo_info(request: Request, plural: str, namespace: str, name: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         return repo_info_json(request, repo, "main")
 
     @router.get("/api/{plural}/{namespace}/{name}/revision/{revision:path}")
     def repo_info_at(request: Request, plural: str, namespace: str, name: str, revision: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         revision, _ = revision_and_path(request, "revision", namespace, name)
         return repo_info_json(request, repo, revision)
 
     @router.get("/api/{plural}/{namespace}/{name}/tree/{rest:path}")
     def list_tree(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         revision, folder = revision_and_path(request, "tree", namespace, name)
         commit_id, files = repo.files(revision)
-        recursive = request.query_params.get("recursive", "false").lower() in ("1", "true")
-        return tree_entries(files, commit_id, folder, recursive)
+        entries = tree_entries(files, commit_id, folder, is_true(request.query_params.get("recursive")))
+        return with_last_commits(repo, commit_id, entries) if is_true(request.query_params.get("expand")) else entries
 
     @router.post("/api/{plural}/{namespace}/{name}/paths-info/{rest:path}")
     async def paths_info(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         revision, _ = revision_and_path(request, "paths-info", namespace, name)
         if request.headers.get("content-type", "").startswith("application/json"):
-            paths = optional(await json_body(request), "paths", list) or []
+            body = await json_body(request)
+            paths, expand = optional(body, "paths", list) or [], body.get("expand") is True
         else:
-            paths = (await request.form()).getlist("paths")
+            form = await request.form()
+            paths, expand = form.getlist("paths"), is_true(form.get("expand"))
         if not all(isinstance(p, str) for p in paths):
             raise HubHTTPError(422, "'paths' must be a list of strings")
         commit_id, files = repo.files(revision)
@@ -271,11 +358,11 @@ def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
                 found.append(files[path].tree_json())
             elif any(p.startswith(path + "/") for p in files) or path == "":
                 found.append(folder_json(path, commit_id))
-        return found
+        return with_last_commits(repo, commit_id, found) if expand else found
 
     @router.get("/api/{plural}/{namespace}/{name}/refs")
-    def list_refs(plural: str, namespace: str, name: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+    def list_refs(request: Request, plural: str, namespace: str, name: str, include_prs: bool = False):
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         refs = repo.refs()
 
         def ref(kind: str, ref_name: str, commit: str) -> dict:
@@ -284,18 +371,18 @@ def repos_router(store: Store, spaces: SpaceRuntimes) -> APIRouter:
         return {
             "branches": [ref("heads", b, c) for b, c in sorted(refs["branches"].items())],
             "tags": [ref("tags", t, info["commit"]) for t, info in sorted(refs["tags"].items())],
-            "converts": [], "pullRequests": [],
+            "converts": [],
+            **({"pullRequests": [{"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": c}
+                                 for n, c in sorted(refs.get("prs", {}).items(), key=lambda pr: int(pr[0]))]}
+               if include_prs else {}),
         }
 
     @router.get("/api/{plural}/{namespace}/{name}/commits/{rest:path}")
     def list_commits(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         revision, _ = revision_and_path(request, "commits", namespace, name)
-        return [
-            {"id": c["id"], "authors": [{"user": "local"}], "date": c["date"], "title": c["message"],
-             "message": c["description"]}
-            for c in repo.history(revision)
-        ]
+        formatted = "formatted" in request.query_params.getlist("expand[]")
+        return [commit_json(c, formatted) for c in repo.history(revision)]
 
     return router
 
@@ -305,7 +392,7 @@ def refs_router(store: Store) -> APIRouter:
     router = APIRouter()
     @router.post("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
     async def create_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         branch, _ = revision_and_path(request, "branch", namespace, name)
         starting_point = optional(await json_body(request, required=False), "startingPoint")
         await run_in_threadpool(repo.create_branch, branch, starting_point)
@@ -313,14 +400,14 @@ def refs_router(store: Store) -> APIRouter:
 
     @router.delete("/api/{plural}/{namespace}/{name}/branch/{rest:path}")
     def delete_branch(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         branch, _ = revision_and_path(request, "branch", namespace, name)
         repo.delete_branch(branch)
         return {}
 
     @router.post("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
     async def create_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         revision, _ = revision_and_path(request, "tag", namespace, name)
         body = await json_body(request)
         if not body.get("tag"):
@@ -330,7 +417,7 @@ def refs_router(store: Store) -> APIRouter:
 
     @router.delete("/api/{plural}/{namespace}/{name}/tag/{rest:path}")
     def delete_tag(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         tag, _ = revision_and_path(request, "tag", namespace, name)
         repo.delete_tag(tag)
         return {}
@@ -348,15 +435,12 @@ def uploads_router(store: Store, upload_key: bytes) -> APIRouter:
 
     @router.post("/api/{plural}/{namespace}/{name}/preupload/{rest:path}")
     async def preupload(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         revision, _ = revision_and_path(request, "preupload", namespace, name)
-        refuse_create_pr(request)
         body = await json_body(request)
-        try:
-            _, existing = repo.files(revision)
-        except HubHTTPError:
-            existing = {}  # a new branch (create_pr) has no files yet
+        _, existing = repo.files(revision)
         answers, patterns = [], lfs_patterns(repo, existing)
+        gitignore = optional(body, "gitIgnore") or file_text(repo, existing.get(".gitignore"))
         for item in optional(body, "files", list) or []:
             item = item if isinstance(item, dict) else {}
             path = validate_repo_path(field(item, "path", str, "a preupload file"))
@@ -365,11 +449,11 @@ def uploads_router(store: Store, upload_key: bytes) -> APIRouter:
             current = existing.get(path)
             oid = None if current is None else (current.sha256 if lfs else current.git_oid)
             answers.append({"path": path, "uploadMode": "lfs" if lfs else "regular",
-                            "shouldIgnore": False, "oid": oid})
+                            "shouldIgnore": ignored(path, gitignore), "oid": oid})
         return {"files": answers, "commitOid": None}
 
     async def lfs_batch(request: Request, repo_type: str, namespace: str, name_git: str):
-        repo = store.get(repo_type, f"{namespace}/{name_git.removesuffix('.git')}")
+        repo = repo_at(store, request, repo_type, namespace, name_git.removesuffix(".git"))
         body = await json_body(request)
         if body.get("operation") != "upload":
             raise HubHTTPError(400, "only the LFS 'upload' operation is supported; download through /resolve")
@@ -397,7 +481,7 @@ def uploads_router(store: Store, upload_key: bytes) -> APIRouter:
 
     @router.put("/api/localhub/lfs/{plural}/{namespace}/{name}/{oid}")
     async def lfs_upload(request: Request, plural: str, namespace: str, name: str, oid: str, sig: str = ""):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         validate_oid(oid)
         if not hmac.compare_digest(sig.encode(), upload_signature(repo, oid).encode()):
             raise HubHTTPError(403, "invalid upload signature: ask the LFS batch endpoint for a new upload URL")
@@ -416,13 +500,23 @@ def uploads_router(store: Store, upload_key: bytes) -> APIRouter:
 
     @router.post("/api/{plural}/{namespace}/{name}/commit/{rest:path}")
     async def commit(request: Request, plural: str, namespace: str, name: str, rest: str):
-        repo = store.get(repo_type_of(plural), f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
         branch, _ = revision_and_path(request, "commit", namespace, name)
-        refuse_create_pr(request)
         lines = commit_lines(await request.body())
-        commit_id = await run_in_threadpool(apply_commit, repo, branch, lines)
-        url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit_id}"
-        return {"success": True, "commitOid": commit_id, "commitUrl": url, "pullRequestUrl": None}
+        create_pr = is_true(request.query_params.get("create_pr"))
+        commit_id, ref = await run_in_threadpool(apply_commit, repo, branch, lines, create_pr)
+        repo_url = f"{base_url(request)}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}"
+        # no discussion threads: the "pull request" is its ref, refs/pr/N, which the client reads from this URL
+        pr_url = f"{repo_url}/discussions/{ref.rsplit('/', 1)[-1]}" if create_pr else None
+        return {"success": True, "commitOid": commit_id, "commitUrl": f"{repo_url}/commit/{commit_id}",
+                "pullRequestUrl": pr_url}
+
+    @router.post("/api/{plural}/{namespace}/{name}/super-squash/{rest:path}")
+    async def super_squash(request: Request, plural: str, namespace: str, name: str, rest: str):
+        repo = repo_at(store, request, repo_type_of(plural), namespace, name)
+        branch, _ = revision_and_path(request, "super-squash", namespace, name)
+        message = optional(await json_body(request, required=False), "message") or "Super-squash branch using huggingface_hub"
+        return {"commitId": await run_in_threadpool(repo.squash, branch, message)}
 
     return router
 
@@ -431,7 +525,7 @@ def downloads_router(store: Store) -> APIRouter:
     """resolve: file downloads by revision, for every repo type."""
     router = APIRouter()
     def resolve(request: Request, repo_type: str, namespace: str, name: str):
-        repo = store.get(repo_type, f"{namespace}/{name}")
+        repo = repo_at(store, request, repo_type, namespace, name)
         revision, path = revision_and_path(request, "resolve", namespace, name)
         commit_id, files = repo.files(revision)
         entry = files.get(path)
@@ -450,82 +544,90 @@ def downloads_router(store: Store) -> APIRouter:
         router.add_api_route(f"{prefix}/{{namespace}}/{{name}}/resolve/{{rest:path}}",
                           resolve_route(repo_type), methods=["GET", "HEAD"])
 
+    @router.api_route("/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+    def resolve_without_namespace(name: str, rest: str):
+        raise repo_not_found("model", name)  # the Hub's canonical repos (gpt2): none exist here
+
     return router
 
 
 def spaces_router(store: Store, spaces: SpaceRuntimes, token: str | None) -> APIRouter:
     """Space runtime, restart and pause, hardware, variables, secrets and the local app binding."""
     router = APIRouter()
-    def space(namespace: str, name: str) -> Repo:
-        return store.get("space", f"{namespace}/{name}")
+    def space(request: Request, namespace: str, name: str) -> Repo:
+        return repo_at(store, request, "space", namespace, name)
 
     @router.get("/api/spaces/{namespace}/{name}/runtime")
-    def space_runtime(namespace: str, name: str):
-        return spaces.runtime(space(namespace, name))
+    def space_runtime(request: Request, namespace: str, name: str):
+        return spaces.runtime(space(request, namespace, name))
 
     def variable(request_body: dict, kind: str) -> tuple[str, str]:
         return validate_variable(kind, request_body.get("key"), request_body.get("value"), hub_is_open=token is None)
 
     @router.post("/api/spaces/{namespace}/{name}/restart")
-    def restart_space(namespace: str, name: str):
-        return spaces.restart(space(namespace, name))
+    def restart_space(request: Request, namespace: str, name: str):
+        return spaces.restart(space(request, namespace, name))
 
     @router.post("/api/spaces/{namespace}/{name}/pause")
-    def pause_space(namespace: str, name: str):
-        return spaces.pause(space(namespace, name))
+    def pause_space(request: Request, namespace: str, name: str):
+        return spaces.pause(space(request, namespace, name))
 
     @router.post("/api/spaces/{namespace}/{name}/hardware")
     async def request_hardware(request: Request, namespace: str, name: str):
         body = await request.json()
-        return spaces.request_hardware(space(namespace, name), body.get("flavor"), body.get("sleepTimeSeconds"))
+        return spaces.request_hardware(space(request, namespace, name), body.get("flavor"), body.get("sleepTimeSeconds"))
 
     @router.post("/api/spaces/{namespace}/{name}/sleeptime")
     async def set_sleep_time(request: Request, namespace: str, name: str):
-        return spaces.set_sleep_time(space(namespace, name), (await request.json()).get("seconds"))
+        return spaces.set_sleep_time(space(request, namespace, name), (await request.json()).get("seconds"))
 
     @router.get("/api/spaces/{namespace}/{name}/variables")
-    def get_variables(namespace: str, name: str):
-        return spaces.settings(space(namespace, name))["variables"]
+    def get_variables(request: Request, namespace: str, name: str):
+        return spaces.settings(space(request, namespace, name))["variables"]
 
     @router.post("/api/spaces/{namespace}/{name}/variables")
     async def add_variable(request: Request, namespace: str, name: str):
         body = await json_body(request)
         key, value = variable(body, "variable")
-        return spaces.set_variable(space(namespace, name), key, value, optional(body, "description"))
+        return spaces.set_variable(space(request, namespace, name), key, value, optional(body, "description"))
 
     @router.delete("/api/spaces/{namespace}/{name}/variables")
     async def delete_variable(request: Request, namespace: str, name: str):
-        return spaces.delete_variable(space(namespace, name), field(await json_body(request), "key"))
+        return spaces.delete_variable(space(request, namespace, name), field(await json_body(request), "key"))
 
     @router.get("/api/spaces/{namespace}/{name}/secrets")
-    def get_secrets(namespace: str, name: str):
-        return {key: {"updatedAt": None} for key in spaces.secret_names(space(namespace, name))}
+    def get_secrets(request: Request, namespace: str, name: str):
+        return {key: {"updatedAt": None} for key in spaces.secret_names(space(request, namespace, name))}
 
     @router.post("/api/spaces/{namespace}/{name}/secrets")
     async def add_secret(request: Request, namespace: str, name: str):
         key, value = variable(await json_body(request), "secret")
-        spaces.set_secret(space(namespace, name), key, value)
+        spaces.set_secret(space(request, namespace, name), key, value)
         return {}
 
     @router.delete("/api/spaces/{namespace}/{name}/secrets")
     async def delete_secret(request: Request, namespace: str, name: str):
-        spaces.delete_secret(space(namespace, name), field(await json_body(request), "key"))
+        spaces.delete_secret(space(request, namespace, name), field(await json_body(request), "key"))
         return {}
 
     @router.put("/api/spaces/{namespace}/{name}/local-app")
     async def bind_local_app(request: Request, namespace: str, name: str):
         body = await json_body(request)
-        data = spaces.bind(space(namespace, name), body.get("command"), body.get("cwd"),
+        data = spaces.bind(space(request, namespace, name), body.get("command"), body.get("cwd"),
                            bool(body.get("serves_http", True)))
         return data["app"]
 
     @router.get("/api/spaces/{namespace}/{name}/local-app/logs")
-    def local_app_logs(namespace: str, name: str, lines: int = 100):
+    def local_app_logs(request: Request, namespace: str, name: str, lines: int = 100):
         if not 0 < lines <= MAX_LOG_LINES:
             raise HubHTTPError(422, f"'lines' must be between 1 and {MAX_LOG_LINES}, got {lines}")
-        return {"lines": spaces.logs(space(namespace, name), lines)}
+        return {"lines": spaces.logs(space(request, namespace, name), lines)}
 
     return router
+
+
+def file_text(repo: Repo, entry: Entry | None) -> str:
+    return "" if entry is None else repo.blob_path(entry.sha256).read_text(errors="replace")
 
 
 def decode_base64(text: str, path: str) -> bytes:
@@ -551,8 +653,8 @@ def commit_lines(body: bytes) -> list[dict]:
     return lines
 
 
-def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
-    """Turn the ndjson commit payload into additions/deletions and one new commit."""
+def apply_commit(repo: Repo, branch: str, lines: list[dict], new_pr: bool) -> tuple[str, str]:
+    """Turn the ndjson commit payload into additions/deletions and one new commit: (its id, its ref)."""
     header, additions, deletions = {}, {}, []
     for line in lines:
         key, value = line.get("key"), line.get("value", {})
@@ -581,7 +683,7 @@ def apply_commit(repo: Repo, branch: str, lines: list[dict]) -> str:
     if not summary:
         raise HubHTTPError(400, "the commit has no message (header.summary)")
     return repo.make_commit(branch, summary, optional(header, "description", str, "the commit header") or "",
-                            additions, deletions, optional(header, "parentCommit", str, "the commit header"))
+                            additions, deletions, optional(header, "parentCommit", str, "the commit header"), new_pr)
 
 
 def lfs_pointer_oid(sha256: str, size: int) -> str:

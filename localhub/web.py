@@ -213,13 +213,18 @@ def existing(store: Store, repo_type: str) -> list[Repo]:
     return repos
 
 
+def public(store: Store, repo_type: str) -> list[Repo]:
+    """The page is read without a token: it shows no private repo."""
+    return [repo for repo in existing(store, repo_type) if not repo.private]
+
+
 def overview(store: Store, spaces: SpaceRuntimes, reviews: ReviewSource | None = None) -> dict:
-    space_views = [space_view(repo, spaces) for repo in existing(store, "space")]
+    space_views = [space_view(repo, spaces) for repo in public(store, "space")]
     served = served_versions(space_views)
     return {
         "spaces": space_views,
-        "models": [model_view(repo, served.get(repo.repo_id, [])) for repo in existing(store, "model")],
-        "datasets": [dataset_view(repo) for repo in existing(store, "dataset")],
+        "models": [model_view(repo, served.get(repo.repo_id, [])) for repo in public(store, "model")],
+        "datasets": [dataset_view(repo) for repo in public(store, "dataset")],
         "review": review_view(reviews) if reviews else None,
     }
 

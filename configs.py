@@ -195,6 +195,12 @@ class JobConfig(HubSettings):
     calibrate: bool = Field(
         True, description="Fit a temperature on the validation split so served confidences are calibrated.",
     )
+    search_budget_s: float = Field(
+        0, ge=0, description="Seconds for an optional hyperparameter search (optuna) over learning rate, epochs and "
+        "focal gamma, chosen on validation macro-F1; the model is then trained once more with the best values. "
+        "0: no search.",
+    )
+    search_max_trials: int = Field(20, gt=0, description="At most this many search trials within SEARCH_BUDGET_S.")
 
     # --- dataset validation ------------------------------------------------------------
     text_cleaning: Literal["sambodhan", "none"] = Field(
@@ -259,6 +265,17 @@ class JobConfig(HubSettings):
     @classmethod
     def _aliases_parse(cls, value: str | None) -> str | None:
         parse_split_aliases(value)
+        return value
+
+    @field_validator("search_budget_s")
+    @classmethod
+    def _search_needs_optuna(cls, value: float) -> float:
+        if value > 0:
+            try:
+                import optuna  # noqa: F401
+            except ImportError:
+                raise ValueError("SEARCH_BUDGET_S > 0 needs optuna, which is not installed: pip install optuna==5.0.0 "
+                                 "(pinned in requirements.txt), or set SEARCH_BUDGET_S=0 to train without a search") from None
         return value
 
     @field_validator("focal_alpha")

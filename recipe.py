@@ -18,7 +18,7 @@ No torch here: the job decides the recipe before it loads the model, and tests c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from configs import JobConfig
 
@@ -34,6 +34,8 @@ class Recipe:
     word_embeddings: str           # full | sparse | frozen
     steps_per_epoch: int
     optimizer_steps: int           # planned; early stopping may end sooner
+    focal_gamma: float = 2.0
+    min_steps: int = 0             # early stopping counts no evaluation before this step
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -57,7 +59,20 @@ def resolve_recipe(cfg: JobConfig, train_rows: int, processes: int, hidden_size:
         if embeddings == "sparse":
             reasons.append("word embeddings: sparse row updates (CPU, one process)")
     return Recipe(epochs=epochs, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, word_embeddings=embeddings,
-                  steps_per_epoch=epoch_steps, optimizer_steps=math.ceil(epochs * epoch_steps), reasons=reasons)
+                  steps_per_epoch=epoch_steps, optimizer_steps=math.ceil(epochs * epoch_steps),
+                  focal_gamma=cfg.focal_gamma, min_steps=cfg.min_train_steps if cfg.recipe == "auto" else 0,
+                  reasons=reasons)
+
+
+def with_search_result(recipe: Recipe, best: dict) -> Recipe:
+    """The recipe with the search's best trial values (hp_search.py) in place of its own."""
+    params = best["params"]
+    epochs = float(params["num_train_epochs"])
+    return replace(recipe, epochs=epochs, learning_rate=float(params["learning_rate"]),
+                   focal_gamma=float(params["focal_gamma"]), optimizer_steps=math.ceil(epochs * recipe.steps_per_epoch),
+                   reasons=[*recipe.reasons, f"search: lr {params['learning_rate']:.3g}, {epochs:g} epochs, "
+                            f"focal gamma {params['focal_gamma']:.2f} (trial {best['number']}, validation macro-F1 "
+                            f"{best['validation_macro_f1']:.4f})"])
 
 
 def word_embedding_mode(cfg: JobConfig, processes: int, on_gpu: bool) -> str:

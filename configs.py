@@ -182,7 +182,8 @@ class JobConfig(HubSettings):
     # --- recipe and calibration (see recipe.py) ------------------------------------------
     recipe: Literal["auto", "card"] = Field(
         "auto", description="auto: adapt what is not set explicitly to the data size and device (epochs raised to "
-        "MIN_TRAIN_STEPS, lr 1e-4 for small encoders, sparse word-embedding updates on CPU). card: the settings as given.",
+        "MIN_TRAIN_STEPS, early stopping not before it, lr by encoder width: 1e-4 for small encoders, 5e-3 for toy ones, "
+        "sparse word-embedding updates on CPU). card: the settings as given.",
     )
     min_train_steps: int = Field(
         150, ge=0, description="RECIPE=auto: raise the epochs (unless NUM_TRAIN_EPOCHS is set) until training makes "

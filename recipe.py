@@ -5,9 +5,12 @@ for xlm-roberta-base on a GPU). RECIPE=auto (default) fills in what was not set 
 
 - epochs: raised until the run makes at least MIN_TRAIN_STEPS optimizer steps. 350 rows at batch
   16 are 22 steps an epoch; 3 epochs (66 steps at 2e-5) barely move the base model.
-- learning rate: 1e-4 for small encoders (hidden size <= 512, e.g. multilingual-e5-small); a
+- learning rate by the encoder's width (LEARNING_RATE_BY_WIDTH), each band set by what was measured
+  on this data: 1e-4 for small encoders (hidden size 128 to 512, e.g. multilingual-e5-small); a
   small model with few steps needs larger updates, and focal loss (gamma 2) shrinks the gradient
-  of the examples it already gets right. Base-size models keep the card's 2e-5.
+  of the examples it already gets right. Toy encoders (hidden size under 128, such as the 2-layer
+  32-wide test model, randomly initialised) learn nothing at 1e-4 and get 5e-3. Base-size
+  models keep the card's 2e-5.
 - word embeddings: on a CPU in one process only the rows a batch touches are updated (sparse
   gradients, row-wise AdamW): the optimizer step over a 250k-token multilingual vocabulary
   otherwise costs more than forward and backward. Full AdamW elsewhere.
@@ -22,8 +25,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 from configs import JobConfig
 
-SMALL_ENCODER_HIDDEN_SIZE = 512
 SMALL_ENCODER_LEARNING_RATE = 1e-4
+TOY_ENCODER_LEARNING_RATE = 5e-3
+# (hidden sizes below this, learning rate, what the band is): the first band that fits applies;
+# wider models keep LEARNING_RATE. No pretrained encoder in use is narrower than 128 (bert-tiny is 128).
+LEARNING_RATE_BY_WIDTH = (
+    (128, TOY_ENCODER_LEARNING_RATE, "toy encoder"),
+    (513, SMALL_ENCODER_LEARNING_RATE, "small encoder"),
+)
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,10 @@ def resolve_recipe(cfg: JobConfig, train_rows: int, processes: int, hidden_size:
             epochs = float(floor_epochs)
             reasons.append(f"epochs {cfg.num_train_epochs:g} -> {floor_epochs}: {train_rows} rows are "
                            f"{epoch_steps} steps an epoch, MIN_TRAIN_STEPS={cfg.min_train_steps}")
-        if "learning_rate" not in explicit and hidden_size <= SMALL_ENCODER_HIDDEN_SIZE:
-            lr = SMALL_ENCODER_LEARNING_RATE
-            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:g}: small encoder (hidden size {hidden_size})")
+        band = next(((rate, name) for below, rate, name in LEARNING_RATE_BY_WIDTH if hidden_size < below), None)
+        if "learning_rate" not in explicit and band is not None:
+            lr = band[0]
+            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:g}: {band[1]} (hidden size {hidden_size})")
         if embeddings == "sparse":
             reasons.append("word embeddings: sparse row updates (CPU, one process)")
     return Recipe(epochs=epochs, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, word_embeddings=embeddings,

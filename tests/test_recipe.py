@@ -86,9 +86,11 @@ def test_summary_shows_the_recipe_and_the_calibration(tmp_path):
 
     recipe = resolve_recipe(cfg(min_train_steps=300), 350, processes=1, hidden_size=E5_HIDDEN, on_gpu=False)
     calibration = {"temperature": 1.8, "uncalibrated": {"ece": 0.21, "brier": 0.61},
-                   "calibrated": {"ece": 0.04, "brier": 0.55}}
+                   "calibrated": {"ece": 0.04, "brier": 0.55}, "test_samples": 120,
+                   "ece_floor": {"mean": 0.081, "p90": 0.102}}
     result = RunResult(label="urgency", run_dir=tmp_path,
                        training={"recipe": recipe.to_dict(), "calibration": calibration, "seconds": 95.0})
     text = render_summary(result)
     assert "14 epochs (308 steps planned), lr 0.0001, word embeddings sparse, 95s" in text
     assert "temperature 1.800 (fitted on validation); test ECE 0.2100 -> 0.0400, Brier 0.6100 -> 0.5500" in text
+    assert "a perfectly calibrated model would show ECE 0.0810 (90% under 0.1020) on these 120 test samples" in text

@@ -1,4 +1,5 @@
 """SEARCH_BUDGET_S: Trainer.hyperparameter_search with optuna, on the tiny model (real Trainer)."""
+import json
 import sys
 
 import datasets
@@ -82,6 +83,7 @@ def test_the_budget_stops_the_running_trial_and_the_job_trains_the_best_values(d
     assert result.recipe["epochs"] == best["num_train_epochs"]
     assert any(reason.startswith("search: ") for reason in result.recipe["reasons"])
     assert not (tmp_path / "search").exists()
+    assert json.loads(json.dumps(result.recipe))["search"] == search  # as metadata.json keeps it
 
 
 def test_no_search_by_default():

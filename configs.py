@@ -182,7 +182,8 @@ class JobConfig(HubSettings):
     # --- recipe and calibration (see recipe.py) ------------------------------------------
     recipe: Literal["auto", "card"] = Field(
         "auto", description="auto: adapt what is not set explicitly to the data size and device (epochs raised to "
-        "MIN_TRAIN_STEPS, lr 1e-4 for small encoders, sparse word-embedding updates on CPU). card: the settings as given.",
+        "MIN_TRAIN_STEPS, early stopping not before it, lr by encoder width: 1e-4 for small encoders, 5e-3 for toy ones, "
+        "sparse word-embedding updates on CPU). card: the settings as given.",
     )
     min_train_steps: int = Field(
         150, ge=0, description="RECIPE=auto: raise the epochs (unless NUM_TRAIN_EPOCHS is set) until training makes "
@@ -195,6 +196,12 @@ class JobConfig(HubSettings):
     calibrate: bool = Field(
         True, description="Fit a temperature on the validation split so served confidences are calibrated.",
     )
+    search_budget_s: float = Field(
+        0, ge=0, description="Seconds for an optional hyperparameter search (optuna) over learning rate, epochs and "
+        "focal gamma, chosen on validation macro-F1; the model is then trained once more with the best values. "
+        "0: no search.",
+    )
+    search_max_trials: int = Field(20, gt=0, description="At most this many search trials within SEARCH_BUDGET_S.")
 
     # --- dataset validation ------------------------------------------------------------
     text_cleaning: Literal["sambodhan", "none"] = Field(
@@ -280,6 +287,17 @@ class JobConfig(HubSettings):
     @classmethod
     def _aliases_parse(cls, value: str | None) -> str | None:
         parse_split_aliases(value)
+        return value
+
+    @field_validator("search_budget_s")
+    @classmethod
+    def _search_needs_optuna(cls, value: float) -> float:
+        if value > 0:
+            try:
+                import optuna  # noqa: F401
+            except ImportError:
+                raise ValueError("SEARCH_BUDGET_S > 0 needs optuna, which is not installed: pip install optuna==5.0.0 "
+                                 "(pinned in requirements.txt), or set SEARCH_BUDGET_S=0 to train without a search") from None
         return value
 
     @field_validator("focal_alpha")

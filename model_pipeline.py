@@ -40,7 +40,7 @@ from transformers import (
 import calibration
 from configs import JobConfig
 from metrics import classification_metrics, confusion_matrix_png, flat_metrics
-from recipe import Recipe, resolve_recipe
+from recipe import Recipe, resolve_recipe, with_search_result
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,17 @@ class FocalLossTrainer(Trainer):
                 # num_items_in_batch counts every rank, and DDP averages gradients over ranks.
                 loss = loss * self.args.world_size
         return (loss, outputs) if return_outputs else loss
+
+    def _hp_search_setup(self, trial):
+        """A search trial (hp_search.py) also sets focal gamma, which is no TrainingArguments field, and
+        SparseRowAdamW's kwargs, which were fixed with the learning rate before the trial."""
+        super()._hp_search_setup(trial)
+        params = getattr(trial, "params", None) or {}
+        if "focal_gamma" in params:
+            self.gamma = float(params["focal_gamma"])
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, kwargs = self.optimizer_cls_and_kwargs
+            self.optimizer_cls_and_kwargs = optimizer_cls, {**kwargs, "lr": self.args.learning_rate}
 
     # Sparse word-embedding gradients (WORD_EMBEDDINGS=sparse): torch's clip_grad_norm_ cannot take
     # their norm, so clipping and the logged grad norm go through clip_grad_norm_with_sparse.
@@ -340,10 +351,12 @@ class TrackerCallback(TrainerCallback):
 
 def build_trainer(cfg: JobConfig, model, tokenizer, tokenized, args: TrainingArguments,
                   alpha: torch.Tensor | None, trainer_cls: type[Trainer] = FocalLossTrainer,
-                  callbacks: list[TrainerCallback] | None = None, optimizer_cls_and_kwargs=None) -> Trainer:
+                  callbacks: list[TrainerCallback] | None = None, optimizer_cls_and_kwargs=None,
+                  model_init=None) -> Trainer:
+    """A trainer for `model`, or for a fresh model from `model_init` at each train() (the search's trials)."""
     extra = {"gamma": cfg.focal_gamma, "alpha": alpha} if issubclass(trainer_cls, FocalLossTrainer) else {}
     trainer = trainer_cls(
-        model=model, args=args,
+        model=model, model_init=model_init, args=args,
         train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
@@ -402,15 +415,18 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     tokenized = tokenize_splits(dataset, tokenizer, cfg.max_length)
     processes = world_size()
     recipe = apply_recipe(cfg, model, len(tokenized["train"]), processes)
-    cfg = cfg.model_copy(update={"num_train_epochs": recipe.epochs, "learning_rate": recipe.learning_rate})
+    alpha = class_alpha(cfg, dataset["train"]["label"])
+    search = None
+    if cfg.search_budget_s > 0:
+        search = search_hyperparameters(cfg, recipe, base_model_dir, tokenizer, tokenized, alpha, precision,
+                                        output_dir / "search", tracker)
+        recipe = with_search_result(recipe, search["best"])
+    cfg = cfg.model_copy(update={"num_train_epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
+                                 "focal_gamma": recipe.focal_gamma})
     args = training_arguments(cfg, output_dir / "checkpoints", precision,
                               steps_per_epoch(len(tokenized["train"]), cfg, processes))
-    callbacks: list[TrainerCallback] = []
-    if cfg.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    if tracker is not None:
-        callbacks.append(TrackerCallback(tracker))
-    trainer = build_trainer(cfg, model, tokenizer, tokenized, args, class_alpha(cfg, dataset["train"]["label"]),
+    callbacks = training_callbacks(cfg, recipe) + ([TrackerCallback(tracker)] if tracker is not None else [])
+    trainer = build_trainer(cfg, model, tokenizer, tokenized, args, alpha,
                             callbacks=callbacks, optimizer_cls_and_kwargs=recipe_optimizer(args, recipe))
 
     logger.info("training %s on %d samples, %s, %d process(es)", cfg.label, len(tokenized["train"]),
@@ -430,8 +446,60 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
         eval_metrics=report["metrics"]["validation"], test_metrics=report["metrics"]["test"],
         train_seconds=train_seconds, confusion_matrices=report["plots"],
         history=trainer.state.log_history, best_checkpoint=trainer.state.best_model_checkpoint,
-        precision=precision, world_size=processes, recipe=recipe.to_dict(), calibration=calibrated,
+        precision=precision, world_size=processes, recipe={**recipe.to_dict(), "search": search},
+        calibration=calibrated,
     )
+
+
+def training_callbacks(cfg: JobConfig, recipe: Recipe) -> list[TrainerCallback]:
+    if cfg.early_stopping_patience <= 0:
+        return []
+    return [EarlyStoppingAfter(recipe.min_steps, early_stopping_patience=cfg.early_stopping_patience)]
+
+
+class EarlyStoppingAfter(EarlyStoppingCallback):
+    """Early stopping that counts only evaluations at or after `min_steps` (the recipe's step floor).
+    Why: with patience 1 and an evaluation an epoch, one noisy dip of the 80-row validation split's
+    macro-F1 ended the fixture run at 66 of 154 planned steps, still at a high learning rate."""
+
+    def __init__(self, min_steps: int, **kwargs):
+        super().__init__(**kwargs)
+        self.min_steps = min_steps
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        if state.global_step >= self.min_steps:
+            super().on_evaluate(args, state, control, metrics, **kwargs)
+
+
+def search_hyperparameters(cfg: JobConfig, recipe: Recipe, base_model_dir: Path, tokenizer, tokenized, alpha,
+                           precision: str, search_dir: Path, tracker) -> dict[str, Any]:
+    """SEARCH_BUDGET_S: trials of this same training from fresh base models (hp_search.py), chosen on
+    validation macro-F1; returns the record that metadata.json and W&B keep."""
+    import hp_search
+
+    if world_size() > 1:
+        raise TrainingInputError("SEARCH_BUDGET_S runs in one process only; search without torchrun, then set "
+                                 "LEARNING_RATE, NUM_TRAIN_EPOCHS and FOCAL_GAMMA for the distributed run")
+
+    def fresh_model():
+        model, _ = load_base_model(base_model_dir, cfg)
+        set_word_embedding_mode(model, recipe.word_embeddings)
+        return model
+
+    args = training_arguments(cfg, search_dir, precision, steps_per_epoch(len(tokenized["train"]), cfg, 1))
+    trainer = build_trainer(cfg, None, tokenizer, tokenized, args, alpha, callbacks=training_callbacks(cfg, recipe),
+                            optimizer_cls_and_kwargs=recipe_optimizer(args, recipe), model_init=fresh_model)
+    logger.info("hyperparameter search: %gs budget, at most %d trials", cfg.search_budget_s, cfg.search_max_trials)
+    try:
+        search = hp_search.run_search(trainer, recipe, cfg.search_budget_s, cfg.search_max_trials, cfg.seed)
+    finally:
+        shutil.rmtree(search_dir, ignore_errors=True)
+    logger.info("search: %d trials in %.0fs; best trial %d, validation macro-F1 %.4f, %s", len(search["trials"]),
+                search["seconds"], search["best"]["number"], search["best"]["validation_macro_f1"],
+                search["best"]["params"])
+    if tracker is not None:
+        hp_search.track(tracker, search)
+    return search
 
 
 # --------------------------------------------------------------------------------------

@@ -5,9 +5,12 @@ for xlm-roberta-base on a GPU). RECIPE=auto (default) fills in what was not set 
 
 - epochs: raised until the run makes at least MIN_TRAIN_STEPS optimizer steps. 350 rows at batch
   16 are 22 steps an epoch; 3 epochs (66 steps at 2e-5) barely move the base model.
-- learning rate: 1e-4 for small encoders (hidden size <= 512, e.g. multilingual-e5-small); a
+- learning rate by the encoder's width (LEARNING_RATE_BY_WIDTH), each band set by what was measured
+  on this data: 1e-4 for small encoders (hidden size 128 to 512, e.g. multilingual-e5-small); a
   small model with few steps needs larger updates, and focal loss (gamma 2) shrinks the gradient
-  of the examples it already gets right. Base-size models keep the card's 2e-5.
+  of the examples it already gets right. Toy encoders (hidden size under 128, such as the 2-layer
+  32-wide test model, randomly initialised) learn nothing at 1e-4 and get 5e-3. Base-size
+  models keep the card's 2e-5.
 - word embeddings: on a CPU in one process only the rows a batch touches are updated (sparse
   gradients, row-wise AdamW): the optimizer step over a 250k-token multilingual vocabulary
   otherwise costs more than forward and backward. Full AdamW elsewhere.
@@ -18,12 +21,18 @@ No torch here: the job decides the recipe before it loads the model, and tests c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from configs import JobConfig
 
-SMALL_ENCODER_HIDDEN_SIZE = 512
 SMALL_ENCODER_LEARNING_RATE = 1e-4
+TOY_ENCODER_LEARNING_RATE = 5e-3
+# (hidden sizes below this, learning rate, what the band is): the first band that fits applies;
+# wider models keep LEARNING_RATE. No pretrained encoder in use is narrower than 128 (bert-tiny is 128).
+LEARNING_RATE_BY_WIDTH = (
+    (128, TOY_ENCODER_LEARNING_RATE, "toy encoder"),
+    (513, SMALL_ENCODER_LEARNING_RATE, "small encoder"),
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,8 @@ class Recipe:
     word_embeddings: str           # full | sparse | frozen
     steps_per_epoch: int
     optimizer_steps: int           # planned; early stopping may end sooner
+    focal_gamma: float = 2.0
+    min_steps: int = 0             # early stopping counts no evaluation before this step
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -51,13 +62,27 @@ def resolve_recipe(cfg: JobConfig, train_rows: int, processes: int, hidden_size:
             epochs = float(floor_epochs)
             reasons.append(f"epochs {cfg.num_train_epochs:g} -> {floor_epochs}: {train_rows} rows are "
                            f"{epoch_steps} steps an epoch, MIN_TRAIN_STEPS={cfg.min_train_steps}")
-        if "learning_rate" not in explicit and hidden_size <= SMALL_ENCODER_HIDDEN_SIZE:
-            lr = SMALL_ENCODER_LEARNING_RATE
-            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:g}: small encoder (hidden size {hidden_size})")
+        band = next(((rate, name) for below, rate, name in LEARNING_RATE_BY_WIDTH if hidden_size < below), None)
+        if "learning_rate" not in explicit and band is not None:
+            lr = band[0]
+            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:g}: {band[1]} (hidden size {hidden_size})")
         if embeddings == "sparse":
             reasons.append("word embeddings: sparse row updates (CPU, one process)")
     return Recipe(epochs=epochs, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, word_embeddings=embeddings,
-                  steps_per_epoch=epoch_steps, optimizer_steps=math.ceil(epochs * epoch_steps), reasons=reasons)
+                  steps_per_epoch=epoch_steps, optimizer_steps=math.ceil(epochs * epoch_steps),
+                  focal_gamma=cfg.focal_gamma, min_steps=cfg.min_train_steps if cfg.recipe == "auto" else 0,
+                  reasons=reasons)
+
+
+def with_search_result(recipe: Recipe, best: dict) -> Recipe:
+    """The recipe with the search's best trial values (hp_search.py) in place of its own."""
+    params = best["params"]
+    epochs = float(params["num_train_epochs"])
+    return replace(recipe, epochs=epochs, learning_rate=float(params["learning_rate"]),
+                   focal_gamma=float(params["focal_gamma"]), optimizer_steps=math.ceil(epochs * recipe.steps_per_epoch),
+                   reasons=[*recipe.reasons, f"search: lr {params['learning_rate']:.3g}, {epochs:g} epochs, "
+                            f"focal gamma {params['focal_gamma']:.2f} (trial {best['number']}, validation macro-F1 "
+                            f"{best['validation_macro_f1']:.4f})"])
 
 
 def word_embedding_mode(cfg: JobConfig, processes: int, on_gpu: bool) -> str:

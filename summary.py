@@ -78,7 +78,8 @@ def training_lines(training: dict) -> list[str]:
     if cal:
         before, after = cal["uncalibrated"], cal["calibrated"]
         lines.append(f"calibration: temperature {cal['temperature']:.3f} (fitted on validation); test ECE "
-                     f"{before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}")
+                     f"{before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}"
+                     + ece_floor_note(cal))
     return lines
 
 
@@ -88,6 +89,14 @@ def canary_line(canary: dict) -> str:
         return (f"{canary['mode']} {canary['version']} started next to {canary['stable']}{share}; the next run "
                 "or `train_model.py canary` completes it")
     return f"canary {canary['version']}: {canary['outcome']} — {'; '.join(canary['reasons'])}"
+
+
+def ece_floor_note(cal: dict) -> str:
+    floor = cal.get("ece_floor")
+    if not floor:
+        return ""
+    return (f"; a perfectly calibrated model would show ECE {floor['mean']:.4f} (90% under {floor['p90']:.4f}) "
+            f"on these {cal.get('test_samples', '?')} test samples")
 
 
 def render_summary(result: RunResult) -> str:

@@ -1,6 +1,6 @@
 """Test quality of the job's own training (model_pipeline.train, JobConfig defaults) on CPU.
 
-Trains the offline multilingual-e5-small on data/complaints and scores the group-disjoint test
+Trains the offline multilingual-e5-small (or the tiny test model) on data/complaints and scores the group-disjoint test
 split (test.csv shares no template family with train.csv or pool.csv; validation.csv neither).
 `fixture` trains on train.csv (350 rows, the demo's v1), `pool` on pool.csv (2471 rows). One row
 per (data, label, recipe, word embeddings), printed as soon as it is measured:
@@ -8,6 +8,7 @@ per (data, label, recipe, word embeddings), printed as soon as it is measured:
     python bench/quality.py                                  # fixture, urgency, RECIPE=auto
     python bench/quality.py --data fixture pool --label urgency department --recipe auto card
     python bench/quality.py --word-embeddings frozen sparse full --max-train-steps 120
+    python bench/quality.py --base-model tiny --learning-rate 1e-4 1e-3 1e-2  # the 2-layer test model
 
 Seconds are wall-clock training time on this machine as it is (a shared CPU inflates them).
 """
@@ -33,7 +34,7 @@ from localhub.seed import SAMPLE_DATA, build_base_model  # noqa: E402
 from model_pipeline import train  # noqa: E402
 
 TRAIN_FILES = {"fixture": "train.csv", "pool": "pool.csv"}
-HEADER = (f"{'data':<8} {'label':<10} {'recipe':<6} {'emb':<7} {'steps':>5} {'train s':>8} {'test F1':>8} "
+HEADER = (f"{'data':<8} {'label':<10} {'recipe':<6} {'emb':<7} {'lr':>7} {'steps':>5} {'train s':>8} {'test F1':>8} "
           f"{'ECE raw':>8} {'ECE T':>7} {'Brier raw':>9} {'Brier T':>8} {'T':>5}  per-class F1")
 
 
@@ -55,7 +56,8 @@ def measure(data: str, label: str, recipe: str, embeddings: str, base: Path, ext
     steps = max((h.get("step", 0) for h in result.history), default=0)
     cal = result.calibration
     per_class = ", ".join(f"{name[:12]} {f1:.2f}" for name, f1 in result.test_metrics["per_class_f1"].items())
-    return (f"{data:<8} {label:<10} {recipe:<6} {result.recipe['word_embeddings']:<7} {steps:>5} "
+    return (f"{data:<8} {label:<10} {recipe:<6} {result.recipe['word_embeddings']:<7} "
+            f"{result.recipe['learning_rate']:>7.0e} {steps:>5} "
             f"{result.train_seconds:>8.0f} {result.test_metrics['macro_f1']:>8.3f} "
             f"{cal['uncalibrated']['ece']:>8.3f} {cal['calibrated']['ece']:>7.3f} "
             f"{cal['uncalibrated']['brier']:>9.3f} {cal['calibrated']['brier']:>8.3f} {cal['temperature']:>5.2f}  {per_class}")
@@ -68,14 +70,16 @@ def main() -> None:
     parser.add_argument("--recipe", nargs="+", choices=["auto", "card"], default=["auto"])
     parser.add_argument("--word-embeddings", nargs="+", choices=["auto", "full", "sparse", "frozen"], default=["auto"])
     parser.add_argument("--max-train-steps", type=int, help="cap the run (sets NUM_TRAIN_EPOCHS to match) for quick looks")
-    parser.add_argument("--learning-rate", type=float, help="override LEARNING_RATE")
+    parser.add_argument("--learning-rate", type=float, nargs="+", default=[None],
+                        help="override LEARNING_RATE (one run each); default: what the recipe chooses")
+    parser.add_argument("--base-model", choices=["e5", "tiny"], default="e5")
     args = parser.parse_args()
-    base = build_base_model("e5")
-    extra = {"learning_rate": args.learning_rate} if args.learning_rate else {}
+    base = build_base_model(args.base_model)
     print(HEADER, flush=True)
     started = time.perf_counter()
-    for data, label, recipe, embeddings in itertools.product(args.data, args.label, args.recipe, args.word_embeddings):
-        run_extra = dict(extra)
+    for data, label, recipe, embeddings, lr in itertools.product(args.data, args.label, args.recipe,
+                                                                 args.word_embeddings, args.learning_rate):
+        run_extra = {"learning_rate": lr} if lr else {}
         if args.max_train_steps:
             rows = len(pd.read_csv(SAMPLE_DATA / TRAIN_FILES[data]))
             run_extra["num_train_epochs"] = args.max_train_steps * 16 / rows

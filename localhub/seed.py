@@ -30,10 +30,9 @@ BASE_MODELS = {"e5": "multilingual-e5-small", "tiny": "tiny-bert"}
 MODEL_CACHE = Path.home() / ".cache" / "retrainspace"
 # The first deployed model is deliberately small-data so the demo has something to beat.
 FIRST_MODEL_TRAIN_ROWS = 60
-# The demo trains with the job's own defaults (RECIPE=auto: a step floor, lr for small encoders,
+# The demo trains with the job's own defaults (RECIPE=auto: a step floor, lr by encoder width,
 # sparse word-embedding updates on a CPU); extra variables per base model go here.
-# The tiny 2-layer test model learns nothing at the small-encoder lr of 1e-4 in the step floor.
-TRAINING_VARIABLES: dict[str, dict[str, str]] = {"e5": {}, "tiny": {"LEARNING_RATE": "1e-2"}}
+TRAINING_VARIABLES: dict[str, dict[str, str]] = {"e5": {}, "tiny": {}}
 
 
 def say(message: str) -> None:

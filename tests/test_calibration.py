@@ -116,3 +116,22 @@ def test_the_space_classifier_serves_softmax_of_logits_over_the_saved_temperatur
     served = load_classifier(tmp_path, labels, "torch").predict_proba(texts)
     assert np.allclose(served, cal.softmax(logits, 2.5), atol=1e-5)
     assert not np.allclose(served, cal.softmax(logits), atol=1e-3)
+
+
+def test_ece_floor_is_what_perfect_calibration_shows_on_that_many_samples():
+    # Labels drawn from the model's own probabilities: calibrated by construction, yet on 120
+    # samples the measured ECE sits well above 0, about where ece_floor says.
+    observed = [cal.ece(cal.softmax(logits), labels)
+                for logits, labels in (sampled_logits(120, 3, 1.0, seed) for seed in range(40))]
+    floor = cal.ece_floor(cal.softmax(sampled_logits(120, 3, 1.0)[0]))
+    assert 0.05 < floor["mean"] < floor["p90"]
+    assert np.mean(observed) == pytest.approx(floor["mean"], rel=0.25)
+    assert cal.ece_floor(cal.softmax(sampled_logits(5000, 3, 1.0)[0]))["mean"] < 0.02
+
+
+def test_calibration_report_says_what_it_was_measured_on():
+    val_logits, val_labels = sampled_logits(80, 3, 2.0, seed=1)
+    test_logits, test_labels = sampled_logits(120, 3, 2.0, seed=2)
+    report = cal.calibration_report(val_logits, val_labels, test_logits, test_labels)
+    assert (report["validation_samples"], report["test_samples"]) == (80, 120)
+    assert report["ece_floor"]["mean"] > 0.03

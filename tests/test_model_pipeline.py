@@ -121,11 +121,18 @@ def test_cpu_run_has_no_mixed_precision(trained):
 def test_early_stopping_stops_when_macro_f1_stalls(urgency_data, tiny_model_dir, tmp_path):
     # A learning rate this small changes no prediction, so macro-F1 never improves.
     cfg = JobConfig(label="urgency", **{**FAST, "learning_rate": 1e-12, "eval_steps": 2,
-                                         "early_stopping_patience": 1})
+                                         "early_stopping_patience": 1, "min_train_steps": 0})
     result = mp.train(cfg, urgency_data, tiny_model_dir, tmp_path)
     evals = [h for h in result.history if "eval_macro_f1" in h]
     assert len(evals) == 2
     assert evals[-1]["step"] == 4
+
+
+def test_early_stopping_waits_for_the_step_floor(urgency_data, tiny_model_dir, tmp_path):
+    cfg = JobConfig(label="urgency", **{**FAST, "learning_rate": 1e-12, "eval_steps": 2,
+                                         "early_stopping_patience": 1, "min_train_steps": 8})
+    result = mp.train(cfg, urgency_data, tiny_model_dir, tmp_path)
+    assert [h["step"] for h in result.history if "eval_macro_f1" in h] == [2, 4, 6, 8]
 
 
 # --- focal loss ------------------------------------------------------------------------

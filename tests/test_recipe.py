@@ -1,7 +1,7 @@
 import pytest
 
 from configs import JobConfig
-from recipe import SMALL_ENCODER_LEARNING_RATE, resolve_recipe
+from recipe import SMALL_ENCODER_LEARNING_RATE, TOY_ENCODER_LEARNING_RATE, resolve_recipe, with_search_result
 
 E5_HIDDEN, XLMR_HIDDEN = 384, 768
 
@@ -34,6 +34,31 @@ def test_small_encoder_on_cpu_gets_a_larger_lr_and_sparse_embeddings():
     assert recipe.word_embeddings == "sparse"
 
 
+@pytest.mark.parametrize("hidden,lr,band", [(32, TOY_ENCODER_LEARNING_RATE, "toy encoder"),
+                                             (128, SMALL_ENCODER_LEARNING_RATE, "small encoder"),
+                                             (512, SMALL_ENCODER_LEARNING_RATE, "small encoder"), (768, 2e-5, None)])
+def test_learning_rate_follows_the_encoders_width(hidden, lr, band):
+    # The 2-layer 32-wide test model is no small pretrained encoder: it learns nothing at 1e-4.
+    recipe = resolve_recipe(cfg(), 350, processes=1, hidden_size=hidden, on_gpu=False)
+    assert recipe.learning_rate == lr
+    assert any(f"{band} (hidden size {hidden})" in r for r in recipe.reasons) == (band is not None)
+
+
+def test_search_result_replaces_lr_epochs_and_gamma():
+    recipe = resolve_recipe(cfg(), 350, processes=1, hidden_size=E5_HIDDEN, on_gpu=False)
+    best = {"number": 3, "validation_macro_f1": 0.71,
+            "params": {"learning_rate": 3e-4, "num_train_epochs": 9, "focal_gamma": 0.5}}
+    searched = with_search_result(recipe, best)
+    assert (searched.learning_rate, searched.epochs, searched.focal_gamma) == (3e-4, 9, 0.5)
+    assert searched.optimizer_steps == 9 * 22 and searched.word_embeddings == recipe.word_embeddings
+    assert searched.reasons[-1] == "search: lr 0.0003, 9 epochs, focal gamma 0.50 (trial 3, validation macro-F1 0.7100)"
+
+
+def test_auto_early_stopping_waits_for_the_step_floor_and_card_does_not():
+    assert resolve_recipe(cfg(), 350, 1, E5_HIDDEN, on_gpu=False).min_steps == 150
+    assert resolve_recipe(cfg(recipe="card"), 350, 1, E5_HIDDEN, on_gpu=False).min_steps == 0
+
+
 @pytest.mark.parametrize("processes,on_gpu", [(2, False), (1, True)])
 def test_sparse_embeddings_only_in_one_cpu_process(processes, on_gpu):
     assert resolve_recipe(cfg(), 350, processes, E5_HIDDEN, on_gpu).word_embeddings == "full"
@@ -61,9 +86,11 @@ def test_summary_shows_the_recipe_and_the_calibration(tmp_path):
 
     recipe = resolve_recipe(cfg(min_train_steps=300), 350, processes=1, hidden_size=E5_HIDDEN, on_gpu=False)
     calibration = {"temperature": 1.8, "uncalibrated": {"ece": 0.21, "brier": 0.61},
-                   "calibrated": {"ece": 0.04, "brier": 0.55}}
+                   "calibrated": {"ece": 0.04, "brier": 0.55}, "test_samples": 120,
+                   "ece_floor": {"mean": 0.081, "p90": 0.102}}
     result = RunResult(label="urgency", run_dir=tmp_path,
                        training={"recipe": recipe.to_dict(), "calibration": calibration, "seconds": 95.0})
     text = render_summary(result)
     assert "14 epochs (308 steps planned), lr 0.0001, word embeddings sparse, 95s" in text
     assert "temperature 1.800 (fitted on validation); test ECE 0.2100 -> 0.0400, Brier 0.6100 -> 0.5500" in text
+    assert "a perfectly calibrated model would show ECE 0.0810 (90% under 0.1020) on these 120 test samples" in text

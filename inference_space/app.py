@@ -13,11 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
 from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
-from hub import HubClient
 from inference_space.body_limit import BodyLimit
 from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
-from inference_space.serving import ModelNotReady, ModelServer, redact
+from inference_space.serving import ModelNotReady, ModelServer, model_server, redact
 from inference_space.settings import SpaceSettings
 from text_cleaning import clean, unicode_problem
 
@@ -103,12 +102,12 @@ def readable(error: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAPI:
+def create_app(settings: SpaceSettings, hub=None, feedback_store=None, server: ModelServer | None = None) -> FastAPI:
     """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
-    tests pass a wrapped one. The model starts loading when the app starts."""
-    if hub is None:
-        hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
-    server = ModelServer(settings, hub)
+    tests pass a wrapped one. The model starts loading when the app starts, unless `server`
+    (serving.model_server()) started it already."""
+    server = server or model_server(settings, hub)
+    hub = server.hub
     # Without FEEDBACK_DB_URL: the store's default file under DATA_DIR, the one prepare_dataset reads.
     feedback_url = settings.feedback_db_url or default_db_url()
     recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)
@@ -116,7 +115,6 @@ def create_app(settings: SpaceSettings, hub=None, feedback_store=None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings.cache_dir.mkdir(parents=True, exist_ok=True)
         server.start_loading()
         yield
 

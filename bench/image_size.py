@@ -2,9 +2,10 @@
 ONNX backend), measured side by side in one run.
 
     python bench/image_size.py                 # tiny model trained here, released with model.onnx
-    python bench/image_size.py --rounds 5
+    python bench/image_size.py --rounds 5 --sizes proxy
+    git worktree add /tmp/base main && python bench/image_size.py --baseline-code /tmp/base   # before/after
 
-Size: with a Docker daemon (`docker info` answers) both images are built from inference_space/Dockerfile
+Size: with a Docker daemon (`docker info` answers) and python:3.12-slim here, both images are built from inference_space/Dockerfile
 (--build-arg REQUIREMENTS=...) and their sizes compared. Without one it measures the honest proxy and
 says so: the installed size of each requirements set's dependency closure, summed from the files
 the installed distributions list (RECORD) in this environment. Both share the python:3.12-slim base.

@@ -53,6 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baseline-code", type=Path, help=(
         "another checkout of this project (e.g. `git worktree add /tmp/base main`): its slim Space's cold start "
         "is measured in the same rounds, for a before/after ratio"))
+    parser.add_argument("--slim-python", type=Path, help=(
+        "the python of a virtual environment holding only inference_space/requirements.txt (as the image does): "
+        "its slim Space's cold start is measured too, as 'slim venv'; this environment has every package, "
+        "and some (rich, trio) are imported when present"))
     parser.add_argument("--sizes", choices=("auto", "docker", "proxy"), default="auto",
                         help="docker: build both images (pip in the build needs a registry); proxy: installed sizes "
                              "here; auto: docker when a daemon and python:3.12-slim are here, else proxy")
@@ -149,14 +153,14 @@ def release_with_onnx(tmp: Path, label: str, epochs: int, texts: list[str], gold
 
 
 def cold_start(backend: str, env: dict[str, str], cache: Path, texts: list[str],
-               code: Path = ROOT) -> tuple[float, float, list[dict]]:
+               code: Path = ROOT, python: str = sys.executable) -> tuple[float, float, list[dict]]:
     """Seconds from process start to /health ok, the model load's share that /health reports,
     and the answers to /predict/batch."""
     port = free_port()
     env = {**env, "PORT": str(port), "INFERENCE_BACKEND": backend, "CACHE_DIR": str(cache), "PYTHONPATH": str(code)}
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "inference_space"], cwd=code, env=env,
+    process = subprocess.Popen([python, "-m", "inference_space"], cwd=code, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
@@ -198,13 +202,16 @@ def measure_cold_starts(args, tmp: Path) -> tuple[dict[str, float], dict[str, li
         env = {k: v for k, v in os.environ.items() if k not in ("MODEL_REVISION", "HF_TOKEN")}
         env.update(LABEL=args.label, MODEL_ID=repo, HF_ENDPOINT=hub_server.url,
                    FEEDBACK_DB_URL=f"sqlite:///{tmp / 'feedback.db'}", HF_HOME=str(tmp / "hf"))
-        variants = {name: (backend, ROOT) for name, backend in BACKENDS.items()}
+        variants = {name: (backend, ROOT, sys.executable) for name, backend in BACKENDS.items()}
         if args.baseline_code:
-            variants["baseline slim"] = ("onnx", args.baseline_code.resolve())
+            variants["baseline slim"] = ("onnx", args.baseline_code.resolve(), sys.executable)
+        if args.slim_python:
+            variants["slim venv"] = ("onnx", ROOT, str(args.slim_python))
         seconds, answers = {name: [] for name in variants}, {}
         for round_ in range(args.rounds):
-            for name, (backend, code) in variants.items():
-                took, loading, answers[name] = cold_start(backend, env, tmp / f"cache-{name}-{round_}", texts, code)
+            for name, (backend, code, python) in variants.items():
+                took, loading, answers[name] = cold_start(backend, env, tmp / f"cache-{name}-{round_}", texts, code,
+                                                          python)
                 seconds[name].append(took)
                 print(f"  round {round_ + 1}: {name} ({backend}) /health ok after {took:.2f}s "
                       f"(model load {loading:.2f}s of it)", flush=True)
@@ -227,6 +234,9 @@ def main(argv=None) -> dict:
         print(f"            baseline slim ({args.baseline_code}) {starts['baseline slim']:.2f}s, "
               f"baseline/slim {starts['baseline slim'] / starts['slim']:.2f}x, full/baseline "
               f"{starts['full'] / starts['baseline slim']:.2f}x")
+    if "slim venv" in starts:
+        print(f"            slim venv ({args.slim_python}) {starts['slim venv']:.2f}s, "
+              f"full/slim venv {starts['full'] / starts['slim venv']:.2f}x")
     for name, (same, gap, near_ties) in agreement.items():
         print(f"predictions of {name} vs full on {len(answers['full'])} test texts: same label on {same}, "
               f"largest score difference {gap:.4f}; the texts answered differently had a top-2 margin "

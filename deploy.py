@@ -19,7 +19,7 @@ from typing import Callable
 
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, TagExists, version_key
-from interrupts import deferred_signals
+from interrupts import JobInterrupted, deferred_signals, interruptible
 
 REVISION_VARIABLE = "MODEL_REVISION"
 LIBRARIES = ("torch", "transformers", "datasets", "huggingface_hub", "scikit-learn", "accelerate", "wandb")
@@ -170,9 +170,11 @@ def promote(hub: HubClient, cfg, folder: Path, version: str, previous: str | Non
     tag, previous)` puts the tag in front of users (default: `restart_with_rollback`; a canary:
     `canary.start_canary`) and returns the verified /health.
 
-    A SIGTERM/SIGINT is held during push + tag and during pin + restart + verify (+ rollback), then
-    raised: nothing is left half-pushed or half-pinned. One landing between the two sections leaves
-    a complete tagged release that was never served; MODEL_REVISION still pins the served one."""
+    A SIGTERM/SIGINT is held during push + tag and during pin + restart (+ rollback), then raised:
+    nothing is left half-pushed or half-pinned. One landing between the two sections leaves a
+    complete tagged release that was never served; MODEL_REVISION still pins the served one. One
+    landing while the Space is being waited for (up to SERVING_TIMEOUT_S, far beyond the platform's
+    grace period) pins `previous` again and restarts the Space at once, without waiting for it."""
     with deferred_signals():
         tag, commit = push_and_tag(hub, cfg.model_repo, folder, version)
         release = Release(tag, commit, previous)
@@ -226,15 +228,22 @@ def version_tags(hub: HubClient, repo_id: str) -> list[str]:
 
 
 def serve_revision(space: SpaceController, cfg, revision: str) -> dict:
-    """Pin the Space to `revision`, restart it and wait until /health serves it."""
+    """Pin the Space to `revision`, restart it and wait until /health serves it. A signal cuts
+    the wait short (interrupts.interruptible)."""
     space.set_variable(REVISION_VARIABLE, revision)
     return restart_until(space, cfg, lambda health: health.get("revision") == revision, f"serve {revision}")
 
 
 def restart_until(space: SpaceController, cfg, serving: Callable[[dict], bool], what: str) -> dict:
     """Restart the Space and wait until its /health is ok and `serving(health)` holds (which may
-    raise DeployError to stop waiting); returns that /health."""
+    raise DeployError to stop waiting); returns that /health. A signal cuts the wait short
+    (interrupts.interruptible)."""
     space.restart()
+    with interruptible():
+        return wait_until_serving(space, cfg, serving, what)
+
+
+def wait_until_serving(space: SpaceController, cfg, serving: Callable[[dict], bool], what: str) -> dict:
     state = space.wait_until("RUNNING", timeout=cfg.serving_timeout_s)
     url = cfg.api_endpoint or state.url
     if not url:
@@ -265,6 +274,9 @@ def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_ta
     """Serve new_tag; if it never serves, go back to previous_tag and fail loudly."""
     try:
         return serve_revision(space, cfg, new_tag)
+    except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
+        note = DeployError(f"interrupted waiting for {new_tag} to serve: {pin_back(space, new_tag, previous_tag)}")
+        raise JobInterrupted(interrupted.signum, note) from None
     except (DeployError, HubError) as error:
         if previous_tag is None:
             raise DeployError(f"{error}; no previous version to roll back to") from error
@@ -273,3 +285,16 @@ def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_ta
         except (DeployError, HubError) as rollback_error:
             raise DeployError(f"{error}; rollback to {previous_tag} ALSO failed: {rollback_error}") from error
         raise DeployError(f"{error}; rolled back: the Space serves {previous_tag} again") from error
+
+
+def pin_back(space: SpaceController, new_tag: str, previous_tag: str | None) -> str:
+    """Pin the version served before and restart the Space, without waiting for it to serve;
+    returns what was done, for the summary."""
+    if previous_tag is None:
+        return f"{new_tag} stays pinned: no version was served before it"
+    try:
+        space.set_variable(REVISION_VARIABLE, previous_tag)
+        space.restart()
+    except HubError as error:
+        return f"pinning {previous_tag} back FAILED ({error}); {REVISION_VARIABLE} may still name {new_tag}"
+    return f"pinned back to {previous_tag} and restarted the Space (not waited for)"

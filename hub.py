@@ -208,10 +208,12 @@ class HubClient:
                                                  cache_dir=self.cache_dir))
 
     def download_snapshot(self, repo_id: str, revision: str, repo_type: str = "model",
-                          local_dir: Path | None = None) -> Path:
+                          local_dir: Path | None = None, files: list[str] | None = None) -> Path:
+        """The repo at `revision` (only `files` when given) in a folder."""
         with self._errors(repo_id, repo_type, revision=revision):
             return Path(self.api.snapshot_download(repo_id, repo_type=repo_type, revision=revision,
-                                                   cache_dir=self.cache_dir, local_dir=local_dir))
+                                                   cache_dir=self.cache_dir, local_dir=local_dir,
+                                                   allow_patterns=files))
 
     def upload_folder(self, repo_id: str, folder: Path, message: str, repo_type: str = "model",
                       revision: str = "main", delete_patterns: list[str] | None = None) -> str:

@@ -6,7 +6,10 @@ later. The handler raises JobInterrupted in the main thread wherever it is, so t
 the platform is already stopping or restarting it). Under torchrun every rank gets the signal.
 
 Sections that must not be cut in half (push + tag, pin + restart + verify) run under
-`deferred_signals()`: a signal is held until the section ends, then raised. Once the job is
+`deferred_signals()`: a signal is held until the section ends, then raised. A long wait inside
+one (the new version may take minutes to serve; the platform kills the process seconds after
+its SIGTERM) runs under `interruptible()`: the signal is raised there at once, so the section
+can put things back (pin the served version again) while there is time. Once the job is
 cleaning up (`cleaning_up()`), further signals are ignored: the cleanup is what they would ask
 for, and pausing its own Space sends this process a SIGTERM.
 """
@@ -80,6 +83,18 @@ def deferred_signals():
         raise
     _state.depth -= 1
     _raise_pending()
+
+
+@contextlib.contextmanager
+def interruptible():
+    """A wait inside a critical section that a signal cuts short: one held already, or arriving
+    during the block, is raised at once, for the section to undo its first half."""
+    depth, _state.depth = _state.depth, 0
+    try:
+        _raise_pending()
+        yield
+    finally:
+        _state.depth = depth
 
 
 def _raise_pending(during: BaseException | None = None) -> None:

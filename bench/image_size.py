@@ -2,9 +2,10 @@
 ONNX backend), measured side by side in one run.
 
     python bench/image_size.py                 # tiny model trained here, released with model.onnx
-    python bench/image_size.py --rounds 5
+    python bench/image_size.py --rounds 5 --sizes proxy
+    git worktree add /tmp/base main && python bench/image_size.py --baseline-code /tmp/base   # before/after
 
-Size: with a Docker daemon (`docker info` answers) both images are built from inference_space/Dockerfile
+Size: with a Docker daemon (`docker info` answers) and python:3.12-slim here, both images are built from inference_space/Dockerfile
 (--build-arg REQUIREMENTS=...) and their sizes compared. Without one it measures the honest proxy and
 says so: the installed size of each requirements set's dependency closure, summed from the files
 the installed distributions list (RECORD) in this environment. Both share the python:3.12-slim base.
@@ -49,6 +50,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--label", choices=sorted(LABEL_SETS), default="urgency")
     parser.add_argument("--rounds", type=int, default=3, help="cold starts of each backend (alternating)")
     parser.add_argument("--epochs", type=int, default=4, help="training epochs of the tiny model")
+    parser.add_argument("--baseline-code", type=Path, help=(
+        "another checkout of this project (e.g. `git worktree add /tmp/base main`): its slim Space's cold start "
+        "is measured in the same rounds, for a before/after ratio"))
+    parser.add_argument("--slim-python", type=Path, help=(
+        "the python of a virtual environment holding only inference_space/requirements.txt (as the image does): "
+        "its slim Space's cold start is measured too, as 'slim venv'; this environment has every package, "
+        "and some (rich, trio) are imported when present"))
+    parser.add_argument("--sizes", choices=("auto", "docker", "proxy"), default="auto",
+                        help="docker: build both images (pip in the build needs a registry); proxy: installed sizes "
+                             "here; auto: docker when a daemon and python:3.12-slim are here, else proxy")
     return parser.parse_args(argv)
 
 
@@ -79,10 +90,19 @@ def installed_closure(path: Path) -> tuple[dict[str, int], list[str]]:
     return sizes, missing
 
 
+BASE_IMAGE = "python:3.12-slim"
+
+
 def docker_available() -> bool:
+    """A Docker daemon with the base image already here (building never waits on a registry)."""
     if not shutil.which("docker"):
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        return False
+    if subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True, timeout=30).returncode:
+        print(f"Docker daemon found, but no {BASE_IMAGE} image here (`docker pull {BASE_IMAGE}` first)")
+        return False
+    return True
 
 
 def docker_image_sizes() -> dict[str, int]:
@@ -98,11 +118,11 @@ def docker_image_sizes() -> dict[str, int]:
     return sizes
 
 
-def measure_sizes() -> dict[str, int]:
-    if docker_available():
+def measure_sizes(how: str = "auto") -> dict[str, int]:
+    if how == "docker" or (how == "auto" and docker_available()):
         print("Docker daemon found: sizes are of the built images")
         return docker_image_sizes()
-    print("No Docker daemon: sizes are a PROXY, the installed size of each requirements set's dependency "
+    print("No images built: sizes are a PROXY, the installed size of each requirements set's dependency "
           "closure in this environment (pip's RECORD of each distribution); the python:3.12-slim base is not counted")
     torch_version = metadata.version("torch")
     if "+cpu" in torch_version:
@@ -132,13 +152,15 @@ def release_with_onnx(tmp: Path, label: str, epochs: int, texts: list[str], gold
     return folder
 
 
-def cold_start(backend: str, env: dict[str, str], cache: Path, texts: list[str]) -> tuple[float, list[dict]]:
-    """Seconds from process start to /health ok, and the answers to /predict/batch."""
+def cold_start(backend: str, env: dict[str, str], cache: Path, texts: list[str],
+               code: Path = ROOT, python: str = sys.executable) -> tuple[float, float, list[dict]]:
+    """Seconds from process start to /health ok, the model load's share that /health reports,
+    and the answers to /predict/batch."""
     port = free_port()
-    env = {**env, "PORT": str(port), "INFERENCE_BACKEND": backend, "CACHE_DIR": str(cache)}
+    env = {**env, "PORT": str(port), "INFERENCE_BACKEND": backend, "CACHE_DIR": str(cache), "PYTHONPATH": str(code)}
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "inference_space"], cwd=ROOT, env=env,
+    process = subprocess.Popen([python, "-m", "inference_space"], cwd=code, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
@@ -158,7 +180,7 @@ def cold_start(backend: str, env: dict[str, str], cache: Path, texts: list[str])
         for i in range(0, len(texts), 64):
             predictions += httpx.post(f"{url}/predict/batch", json={"texts": texts[i:i + 64]},
                                       timeout=120).json()["predictions"]
-        return seconds, predictions
+        return seconds, health["load_seconds"], predictions
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -178,14 +200,21 @@ def measure_cold_starts(args, tmp: Path) -> tuple[dict[str, float], dict[str, li
         hub.ensure_repo(repo)
         hub.create_tag(repo, "v20260101_000000", hub.upload_folder(repo, folder, "release"))
         env = {k: v for k, v in os.environ.items() if k not in ("MODEL_REVISION", "HF_TOKEN")}
-        env.update(LABEL=args.label, MODEL_ID=repo, HF_ENDPOINT=hub_server.url, PYTHONPATH=str(ROOT),
+        env.update(LABEL=args.label, MODEL_ID=repo, HF_ENDPOINT=hub_server.url,
                    FEEDBACK_DB_URL=f"sqlite:///{tmp / 'feedback.db'}", HF_HOME=str(tmp / "hf"))
-        seconds, answers = {"full": [], "slim": []}, {}
+        variants = {name: (backend, ROOT, sys.executable) for name, backend in BACKENDS.items()}
+        if args.baseline_code:
+            variants["baseline slim"] = ("onnx", args.baseline_code.resolve(), sys.executable)
+        if args.slim_python:
+            variants["slim venv"] = ("onnx", ROOT, str(args.slim_python))
+        seconds, answers = {name: [] for name in variants}, {}
         for round_ in range(args.rounds):
-            for name, backend in BACKENDS.items():
-                took, answers[name] = cold_start(backend, env, tmp / f"cache-{name}-{round_}", texts)
+            for name, (backend, code, python) in variants.items():
+                took, loading, answers[name] = cold_start(backend, env, tmp / f"cache-{name}-{round_}", texts, code,
+                                                          python)
                 seconds[name].append(took)
-                print(f"  round {round_ + 1}: {name} ({backend}) /health ok after {took:.2f}s", flush=True)
+                print(f"  round {round_ + 1}: {name} ({backend}) /health ok after {took:.2f}s "
+                      f"(model load {loading:.2f}s of it)", flush=True)
     finally:
         hub_server.stop()
     return {name: statistics.median(values) for name, values in seconds.items()}, answers
@@ -193,19 +222,36 @@ def measure_cold_starts(args, tmp: Path) -> tuple[dict[str, float], dict[str, li
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    sizes = measure_sizes()
+    sizes = measure_sizes(args.sizes)
     with tempfile.TemporaryDirectory() as tmp:
         starts, answers = measure_cold_starts(args, Path(tmp))
-    same_labels = [a["label"] for a in answers["full"]] == [a["label"] for a in answers["slim"]]
-    score_gap = max(abs(a["scores"][k] - b["scores"][k]) for a, b in zip(answers["full"], answers["slim"])
-                    for k in a["scores"])
+    agreement = {name: compare_answers(answers["full"], answers[name]) for name in answers if name != "full"}
     print(f"\nsize:       full {sizes['full'] / 1e6:,.0f} MB, slim {sizes['slim'] / 1e6:,.0f} MB, "
           f"slim/full {sizes['slim'] / sizes['full']:.3f} (goal <= 0.2)")
     print(f"cold start: full (torch) {starts['full']:.2f}s, slim (onnx) {starts['slim']:.2f}s, "
           f"full/slim {starts['full'] / starts['slim']:.2f}x (goal >= 3x), median of {args.rounds}")
-    print(f"predictions on {len(answers['full'])} test texts: same labels {same_labels}, "
-          f"largest score difference {score_gap:.4f}")
-    return {"sizes": sizes, "cold_start_s": starts, "same_labels": same_labels, "score_gap": score_gap}
+    if "baseline slim" in starts:
+        print(f"            baseline slim ({args.baseline_code}) {starts['baseline slim']:.2f}s, "
+              f"baseline/slim {starts['baseline slim'] / starts['slim']:.2f}x, full/baseline "
+              f"{starts['full'] / starts['baseline slim']:.2f}x")
+    if "slim venv" in starts:
+        print(f"            slim venv ({args.slim_python}) {starts['slim venv']:.2f}s, "
+              f"full/slim venv {starts['full'] / starts['slim venv']:.2f}x")
+    for name, (same, gap, near_ties) in agreement.items():
+        print(f"predictions of {name} vs full on {len(answers['full'])} test texts: same label on {same}, "
+              f"largest score difference {gap:.4f}; the texts answered differently had a top-2 margin "
+              f"under {near_ties:.4f} in full")
+    return {"sizes": sizes, "cold_start_s": starts, "agreement": agreement}
+
+
+def compare_answers(full: list[dict], other: list[dict]) -> tuple[int, float, float]:
+    """(texts with the same label, largest score difference, largest top-2 margin in `full`
+    among the texts labelled differently: a flip within the score difference is a near tie)."""
+    same = sum(a["label"] == b["label"] for a, b in zip(full, other))
+    gap = max(abs(a["scores"][k] - b["scores"][k]) for a, b in zip(full, other) for k in a["scores"])
+    margins = [top[0] - top[1] for a, b in zip(full, other) if a["label"] != b["label"]
+               for top in [sorted(a["scores"].values(), reverse=True)]]
+    return same, gap, max(margins, default=0.0)
 
 
 if __name__ == "__main__":

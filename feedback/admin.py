@@ -4,7 +4,9 @@
     GET  /admin/status    last dataset version, pending reviews, next due, last job outcome
 
 Both need `Authorization: Bearer $ADMIN_TOKEN`. Without ADMIN_TOKEN set they answer 503:
-an unprotected retrain button on a public Space would let anyone burn GPU hours.
+an unprotected retrain button on a public Space would let anyone burn GPU hours. Publishing needs
+pandas and pyarrow: where they are not installed (the slim inference image) /admin/retrain answers
+501 saying how to get them, and /admin/status lists them under `missing_for_publishing`.
 
     app.include_router(admin_router(cfg, FeedbackStore.from_env(), HubClient.from_config(cfg)))
 """
@@ -18,7 +20,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 from configs import JobConfig
 from feedback.settings import FeedbackSettings
 from feedback.store import DatabaseUnavailable, FeedbackError, FeedbackStore, JobAlreadyRunning, SchemaConflict
-from feedback.trigger import run_trigger, trigger_status
+from feedback.trigger import PublishingUnavailable, run_trigger, trigger_status
 from hub import HubError
 
 log = logging.getLogger("feedback.admin")
@@ -52,6 +54,8 @@ def admin_router(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSe
         """Admin trigger: publish what is reviewed and restart the retrain Space, due or not."""
         try:
             result = run_trigger(cfg, store, hub, settings, force=True, controller_class=controller_class)
+        except PublishingUnavailable as error:  # the slim inference image: a build choice, not a failure
+            raise HTTPException(501, str(error)) from None
         except JobAlreadyRunning as error:
             raise HTTPException(409, str(error)) from None
         except DatabaseUnavailable as error:

@@ -41,7 +41,7 @@ import pandas as pd
 from configs import LABEL_SETS, ConfigError, JobConfig, load_config, normalize_text
 from feedback.groups import group_new_texts
 from feedback.settings import FeedbackSettings
-from feedback.store import FeedbackError, FeedbackStore, Report, SambodhanSource
+from feedback.store import FeedbackError, FeedbackStore, Report, SambodhanSource, job_name
 from load_dataset import SPLITS, DatasetError, find_split_files, read_split_file, validate_splits
 
 
@@ -342,11 +342,6 @@ def prepare_dataset(cfg: JobConfig, store: FeedbackStore, hub, settings: Feedbac
     store.mark_consumed(data.consumed_report_ids, data.version)
     data.published = True
     return _finish(data, report_dir)
-
-
-def job_name(label: str) -> str:
-    """The job lock shared by `feedback.prepare` and `feedback.trigger`: one publisher per label."""
-    return f"feedback-dataset:{label}"
 
 
 def _public(data: PrepareReport) -> dict:

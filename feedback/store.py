@@ -282,6 +282,11 @@ DATA_DIR_ENV = "DATA_DIR"
 LEGACY_DB_FILE = Path(".localhub") / "feedback.db"  # the default before DATA_DIR: next to the code
 
 
+def job_name(label: str) -> str:
+    """The job lock shared by `feedback.prepare` and `feedback.trigger`: one publisher per label."""
+    return f"feedback-dataset:{label}"
+
+
 def default_data_dir() -> Path:
     """Where writable state lives: $DATA_DIR, else $LOCALHUB_DATA_DIR (the embedded local hub's
     folder), else ~/.cache/retrainspace. Never the code folder: a Space's code is read-only."""

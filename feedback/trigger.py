@@ -16,21 +16,53 @@ are human labels that the next version takes, and an active-learning row is wort
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from configs import LABEL_SETS, ConfigError, JobConfig, load_config
-from feedback.prepare import PrepareReport, job_name, prepare_dataset
 from feedback.settings import FeedbackSettings
-from feedback.store import FeedbackError, FeedbackStore, JobAlreadyRunning, utcnow
+from feedback.store import FeedbackError, FeedbackStore, JobAlreadyRunning, job_name, utcnow
+
+if TYPE_CHECKING:  # feedback.prepare needs pandas, which the slim inference image leaves out
+    from feedback.prepare import PrepareReport
+
+# What publishing a dataset version needs beyond the slim inference image: feedback.prepare reads
+# and writes the splits with pandas, parquet ones (Sambodhan's layout) with pyarrow.
+PUBLISHING_MODULES = ("pandas", "pyarrow")
 
 
 class TriggerError(FeedbackError):
     """The trigger published nothing usable or could not restart the retrain Space."""
+
+
+class PublishingUnavailable(TriggerError):
+    """This installation cannot publish dataset versions (the slim inference image)."""
+
+
+def missing_publishing_modules() -> list[str]:
+    def missing(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # an import hook refusing it, or a broken install
+            return True
+    return [name for name in PUBLISHING_MODULES if missing(name)]
+
+
+def check_can_publish() -> None:
+    missing = missing_publishing_modules()
+    if missing:
+        raise PublishingUnavailable(
+            f"publishing the next dataset version needs {' and '.join(PUBLISHING_MODULES)}; {', '.join(missing)} "
+            "not installed here (the slim inference image). Build the inference image with "
+            "--build-arg REQUIREMENTS=inference_space/requirements-admin.txt, or run "
+            "`python -m feedback.trigger --force` where requirements.txt is installed and FEEDBACK_DB_URL "
+            "names this Space's feedback database")
 
 
 @dataclass(frozen=True)
@@ -108,6 +140,7 @@ def run_trigger(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSet
     check = check_due(store, cfg.label, settings, now)
     if not (check.due or force):
         return TriggerResult("not_due", check)
+    check_can_publish()
     with store.job(job_name(cfg.label), settings.job_lock_ttl_s) as job:
         result = _publish_and_restart(cfg, store, hub, settings, force, report_dir, controller_class, check)
         job.outcome, job.dataset_version = result.outcome, result.dataset_version
@@ -116,6 +149,8 @@ def run_trigger(cfg: JobConfig, store: FeedbackStore, hub, settings: FeedbackSet
 
 
 def _publish_and_restart(cfg, store, hub, settings, force, report_dir, controller_class, check) -> TriggerResult:
+    from feedback.prepare import prepare_dataset
+
     data = prepare_dataset(cfg, store, hub, settings, report_dir)
     version = data.version if data.published else hub.newest_version_tag(cfg.dataset_repo, repo_type="dataset")
     if not data.published and not force:
@@ -145,6 +180,7 @@ def trigger_status(cfg: JobConfig, store: FeedbackStore, hub, settings: Feedback
         "due_reason": check.reason,
         "next_due": check.next_due_at.isoformat() if check.next_due_at else None,
         "running_since": running.started_at.isoformat() if running else None,
+        "missing_for_publishing": missing_publishing_modules(),
         "last_job": None if last is None else {
             "outcome": last.outcome, "dataset_version": last.dataset_version,
             "finished_at": last.finished_at.isoformat(), "detail": last.detail,

@@ -3,7 +3,7 @@
     LABEL=urgency python -m inference_space        # uvicorn on $HOST:$PORT (127.0.0.1:7860)
 
 Settings (environment; see settings.SpaceSettings): LABEL, MODEL_ID, MODEL_REVISION (default: the
-newest v* tag), HF_ENDPOINT / HF_TOKEN (no token and no endpoint: the local hub at LOCALHUB_URL),
+newest v* tag by version), HF_ENDPOINT / HF_TOKEN (no token and no endpoint: the local hub at LOCALHUB_URL),
 MAX_TEXT_CHARS, MAX_BATCH, INFERENCE_BACKEND (torch | onnx), FEEDBACK_DB_URL, REVIEW_THRESHOLD /
 REVIEW_MARGIN / REVIEW_QUEUE_MAX (uncertain /predict answers queued for review), LOAD_ATTEMPTS, CACHE_DIR
 (default $HF_HOME/inference_space or ~/.cache/inference_space), DATA_DIR (default

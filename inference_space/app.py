@@ -13,12 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
 from feedback.store import DatabaseUnavailable, FeedbackStore, default_db_url
-from hub import HubClient
 from inference_space.body_limit import BodyLimit
 from inference_space.metrics import ServiceMetrics
 from inference_space.reports import FeedbackRecorder, FeedbackRejected
 from inference_space.review_queue import ReviewQueue
-from inference_space.serving import ModelNotReady, ModelServer, redact
+from inference_space.serving import ModelNotReady, ModelServer, model_server, redact
 from inference_space.settings import SpaceSettings
 from inference_space.versions import log_disagreement
 from text_cleaning import clean, unicode_problem
@@ -105,28 +104,30 @@ def readable(error: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def create_app(settings: SpaceSettings, hub=None, feedback_store=None, on_disagreement=None) -> FastAPI:
+def create_app(settings: SpaceSettings, hub=None, feedback_store=None, server: ModelServer | None = None,
+               on_disagreement=None) -> FastAPI:
     """The app for these settings. `hub` defaults to hub.HubClient on the settings' endpoint;
-    tests pass a wrapped one. The model starts loading when the app starts. With a canary,
-    `on_disagreement(text, stable_prediction, canary_prediction)` hears of each text the two
-    versions label differently (default: a log line, and the stable answer queued for review)."""
-    if hub is None:
-        hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
-    def queue_disagreement(text: str, stable_prediction: dict, canary_prediction: dict) -> None:
-        log_disagreement(text, stable_prediction, canary_prediction)
-        review.queue_for_review(text, stable_prediction["label"], stable_prediction.get("confidence"),
-                                suggested_label=canary_prediction["label"])
-
-    server = ModelServer(settings, hub, on_disagreement or queue_disagreement)
+    tests pass a wrapped one. The model starts loading when the app starts, unless `server`
+    (serving.model_server()) started it already. With a canary, `on_disagreement(text,
+    stable_prediction, canary_prediction)` hears of each text the two versions label differently
+    (default: a log line, and the stable answer queued for review)."""
+    server = server or model_server(settings, hub)
+    hub = server.hub
     # Without FEEDBACK_DB_URL: the store's default file under DATA_DIR, the one prepare_dataset reads.
     feedback_url = settings.feedback_db_url or default_db_url()
     recorder = FeedbackRecorder(feedback_url, settings.label, feedback_store)
     metrics = ServiceMetrics(server, recorder.pending_reviews)
     review = ReviewQueue(recorder, settings, metrics.review_queue)  # the serving layer's queue_for_review
 
+    def queue_disagreement(text: str, stable_prediction: dict, canary_prediction: dict) -> None:
+        log_disagreement(text, stable_prediction, canary_prediction)
+        review.queue_for_review(text, stable_prediction["label"], stable_prediction.get("confidence"),
+                                suggested_label=canary_prediction["label"])
+
+    server.on_disagreement = on_disagreement or queue_disagreement
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        settings.cache_dir.mkdir(parents=True, exist_ok=True)
         server.start_loading()
         yield
         review.close()

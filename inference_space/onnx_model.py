@@ -13,6 +13,9 @@ from inference_space.classifier import model_labels, softmax
 
 ONNX_MODEL = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+# All this backend reads of a release: not the torch weights, most of its bytes (e5: 470 MB).
+RELEASE_FILES = (ONNX_MODEL, TOKENIZER_FILE, "tokenizer_config.json", "config.json", "calibration.json",
+                 "metadata.json")
 
 
 class ReleaseFileMissing(FileNotFoundError):
@@ -21,6 +24,13 @@ class ReleaseFileMissing(FileNotFoundError):
 
 def has_onnx(folder: Path) -> bool:
     return (Path(folder) / ONNX_MODEL).is_file() and (Path(folder) / TOKENIZER_FILE).is_file()
+
+
+def onnx_release_files(files: list[str]) -> list[str] | None:
+    """The files of a release this backend needs, or None when it has no model.onnx to serve."""
+    if not {ONNX_MODEL, TOKENIZER_FILE} <= set(files):
+        return None
+    return [name for name in files if name in RELEASE_FILES]
 
 
 class _Config:

@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from configs import MASK, mask_url
-from hub import AuthError, HubError, RepoNotFound, RevisionNotFound
+from hub import AuthError, HubClient, HubError, RepoNotFound, RevisionNotFound
 from inference_space.classifier import Classifier, load_classifier, predict_in_chunks
+from inference_space.onnx_model import onnx_release_files
 from inference_space.settings import SpaceSettings
 from inference_space.versions import FiguresBook, canary_problem, log_disagreement, routes_to_canary
 from text_cleaning import clean
@@ -92,11 +93,14 @@ class ModelServer:
         # A fast tokenizer is not safe to call from two threads at once ("Already borrowed"),
         # and on a CPU Space one forward at a time already uses every core.
         self._forward_lock = threading.Lock()
+        self._loader: threading.Thread | None = None
 
     def start_loading(self) -> threading.Thread:
-        thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
-        thread.start()
-        return thread
+        """Start the load once; later calls return the same thread."""
+        if self._loader is None:
+            self._loader = threading.Thread(target=self.load, name="model-loader", daemon=True)
+            self._loader.start()
+        return self._loader
 
     def load(self) -> None:
         """The stable version, then the canary: a canary that fails never stops the stable one."""
@@ -144,13 +148,21 @@ class ModelServer:
 
     def fetch_and_load(self, pinned: str | None) -> ServedModel:
         settings = self.settings
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
         revision, commit = resolve_model_revision(self.hub, settings.model_repo, pinned)
         log.info("loading %s at %s (%s)", settings.model_repo, revision, commit)
         folder = Path(self.hub.download_snapshot(
-            settings.model_repo, commit, local_dir=snapshot_dir(settings.cache_dir, settings.model_repo, commit)
+            settings.model_repo, commit, local_dir=snapshot_dir(settings.cache_dir, settings.model_repo, commit),
+            files=self.files_to_fetch(commit),
         ))
         classifier = load_classifier(folder, settings.labels, settings.inference_backend, settings.max_length)
         return ServedModel(revision, commit, folder, read_metadata(folder), classifier)
+
+    def files_to_fetch(self, commit: str) -> list[str] | None:
+        """The ONNX backend's files when it will serve the release's model.onnx; else all (None)."""
+        if self.settings.inference_backend == "torch":
+            return None
+        return onnx_release_files(self.hub.list_files(self.settings.model_repo, commit))
 
     def loaded_canary(self) -> ServedModel | None:
         return self.canary.model if self.canary.status == "ok" else None
@@ -230,3 +242,10 @@ class ModelServer:
                 "commit": canary.model.commit if canary.model else None},
             "versions": self.version_figures(),
         }
+
+
+def model_server(settings: SpaceSettings, hub=None) -> ModelServer:
+    """The model server; `hub` defaults to hub.HubClient on the settings' endpoint."""
+    if hub is None:
+        hub = HubClient(settings.endpoint, settings.token, cache_dir=settings.cache_dir / "hub")
+    return ModelServer(settings, hub)

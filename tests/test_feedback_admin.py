@@ -45,6 +45,20 @@ def test_admin_retrain_restarts_and_status_reports_it(admin_app, sqlite_feedback
     assert TOKEN not in response.text + str(status)
 
 
+def test_retrain_where_publishing_cannot_run_answers_501_and_starts_nothing(
+        admin_app, sqlite_feedback_store, recording_controller, monkeypatch):
+    from feedback import trigger
+
+    monkeypatch.setattr(trigger, "PUBLISHING_MODULES", ("pandas", "no_such_publishing_module"))
+    response = admin_app.post("/admin/retrain", headers=AUTH)
+    assert response.status_code == 501, response.text
+    assert "no_such_publishing_module" in response.json()["detail"]
+    assert "requirements-admin.txt" in response.json()["detail"]
+    assert recording_controller.restarts == []
+    status = admin_app.get("/admin/status", headers=AUTH).json()
+    assert status["missing_for_publishing"] == ["no_such_publishing_module"] and status["last_job"] is None
+
+
 def test_a_running_trigger_answers_409(admin_app, sqlite_feedback_store):
     sqlite_feedback_store.start_job(job_name("urgency"))
     response = admin_app.post("/admin/retrain", headers=AUTH)

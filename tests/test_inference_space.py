@@ -31,8 +31,10 @@ def space(space_env, space_hub, publish_space_version):
 
 
 def test_health_is_loading_at_once_then_serves_the_newest_tag(space_env, space_hub, publish_space_version):
+    """Never pinned (no MODEL_REVISION): the newest version tag, by version, not by push time."""
     publish_space_version(space_hub, V1)
-    commit = publish_space_version(space_hub, "v20251231_235959") and publish_space_version(space_hub, V2)
+    commit = publish_space_version(space_hub, V2)
+    publish_space_version(space_hub, "v20251231_235959")  # pushed last, an older version
     hub = BlockingHub(space_hub)
     with serve(create_app(load_settings(), hub=hub)) as url, httpx.Client(base_url=url) as client:
         assert client.get("/health").json()["status"] == "loading"

@@ -22,7 +22,7 @@ from tests.fixtures.space import SPACE_LABEL, free_port
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["सडकमा पानी जमेको छ", "no teacher at the school for three months", "बिजुली छैन", "police",
          "water " * 300]  # the last one is truncated to max_length
-HEAVY = ("torch", "transformers", "datasets", "sklearn", "scipy")
+HEAVY = ("torch", "transformers", "datasets", "sklearn", "scipy", "pandas", "pyarrow")
 
 
 def release_copy(classifier_dir: Path, folder: Path, metadata: dict | None = None) -> Path:
@@ -139,35 +139,61 @@ def test_slim_space_serves_a_released_onnx_model_with_torch_blocked(
     hub_client.ensure_repo(space_model_repo)
     hub_client.create_tag(space_model_repo, "v20260101_000000",
                           hub_client.upload_folder(space_model_repo, onnx_release, "release"))
+    dataset_repo = f"{space_model_repo}-data"
+    hub_client.ensure_repo(dataset_repo, "dataset")
     port, log = free_port(), tmp_path / "space.log"
     env = space_process_env(tmp_path, LABEL=SPACE_LABEL, MODEL_ID=space_model_repo, HF_ENDPOINT=local_hub.url,
                             PORT=str(port), INFERENCE_BACKEND="onnx", CACHE_DIR=str(tmp_path / "cache"),
-                            FEEDBACK_DB_URL=f"sqlite:///{tmp_path / 'feedback.db'}")
+                            FEEDBACK_DB_URL=f"sqlite:///{tmp_path / 'feedback.db'}", ADMIN_TOKEN="admin-secret",
+                            DATASET_REPO_ID=dataset_repo)
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-c", BLOCKING_LAUNCHER], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
+    admin = {"Authorization": "Bearer admin-secret"}
     try:
         url = f"http://127.0.0.1:{port}"
         health = poll_health(url, until={"ok", "error"}, exit_of=process, log=log)
         assert health["status"] == "ok", health
-        answer = httpx.post(f"{url}/predict", json={"text": TEXTS[0]}, timeout=30)
+        answers = {route: httpx.post(f"{url}{route}", json={"text": TEXTS[0]}, timeout=30)
+                   for route in ("/predict", f"/predict_{SPACE_LABEL}")}
+        reported = httpx.post(f"{url}/feedback", json={"text": TEXTS[0], "predicted_label": "NORMAL"}, timeout=30)
+        metrics = httpx.get(f"{url}/metrics", timeout=30)
+        retrain = httpx.post(f"{url}/admin/retrain", headers=admin, timeout=30)
+        status = httpx.get(f"{url}/admin/status", headers=admin, timeout=30)
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["label"] in LABEL_SETS[SPACE_LABEL]
+    for answer in answers.values():
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["label"] in LABEL_SETS[SPACE_LABEL]
+    assert reported.status_code == 201, reported.text
+    assert "inference_feedback_reports_total 1.0" in metrics.text
+    # Publishing a dataset version needs pandas and pyarrow: the route says so and how to get them.
+    assert retrain.status_code == 501, retrain.text
+    assert "requirements-admin.txt" in retrain.json()["detail"] and "pandas" in retrain.json()["detail"]
+    assert status.status_code == 200 and status.json()["missing_for_publishing"] == ["pandas", "pyarrow"]
+    # Only the files the ONNX backend reads were downloaded, not the torch weights.
+    assert list((tmp_path / "cache").rglob(ONNX_MODEL)) and not list((tmp_path / "cache").rglob("model.safetensors"))
 
 
 def requirement_lines(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
 
 
+def requirement_names(lines: set[str]) -> set[str]:
+    return {re.split(r"[\[=<>]", line)[0].lower() for line in lines}
+
+
 def test_slim_requirements_pin_the_project_versions_without_torch():
     slim = requirement_lines(ROOT / "inference_space" / "requirements.txt")
     assert slim <= requirement_lines(ROOT / "requirements.txt")
-    names = {re.split(r"[\[=<>]", line)[0].lower() for line in slim}
+    names = requirement_names(slim)
     assert {"onnxruntime", "tokenizers", "fastapi"} <= names and not names & {"torch", "transformers", "datasets",
-                                                                                "scikit-learn"}
+                                                                                "scikit-learn", "pandas", "pyarrow"}
+    admin = requirement_lines(ROOT / "inference_space" / "requirements-admin.txt")
+    assert "-r requirements.txt" in admin  # the slim set, plus what publishing a dataset version needs
+    assert requirement_names(admin - {"-r requirements.txt"}) == {"pandas", "pyarrow"}
+    assert admin - {"-r requirements.txt"} <= requirement_lines(ROOT / "requirements.txt")
     dockerfile = (ROOT / "inference_space" / "Dockerfile").read_text()
     assert "ARG REQUIREMENTS=inference_space/requirements.txt" in dockerfile
     assert "ARG INFERENCE_BACKEND=onnx" in dockerfile

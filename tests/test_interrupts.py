@@ -13,7 +13,7 @@ import time
 import pytest
 
 from run_lock import LOCK_BRANCH
-from tests.fixtures.scenarios import PROJECT_ROOT
+from tests.fixtures.scenarios import OLD_TAG, PROJECT_ROOT
 
 
 class Job:
@@ -95,3 +95,19 @@ def test_signal_during_the_push_leaves_a_complete_release_or_none_and_pins_nothi
     files = loop.client.list_files(loop.model_repo, summary["version"])
     assert {"metadata.json", "config.json", "model.safetensors"} <= set(files)
     assert loop.pinned_revision() is None  # the Space was never pointed at it
+
+
+def test_signal_while_waiting_for_the_new_version_pins_the_served_one_back_at_once(loop, job_of, constant_model_dir):
+    """The new version may take SERVING_TIMEOUT_S to serve, the platform kills a stopped Space
+    seconds after its SIGTERM: the job must not hold the signal for the whole wait."""
+    loop.deploy_model(constant_model_dir)
+    loop.start_inference_space([sys.executable, "tests/apps/picky_space.py"], GOOD_REVISION=OLD_TAG,
+                               PICKY_MODE="hang", MODEL_REVISION=OLD_TAG)  # any other version: 'loading' forever
+    job = job_of(loop, serving_timeout_s=900, max_train_samples=64)
+    job.wait_for("step: restart + verify")
+    time.sleep(2)  # into the wait for /health
+    code = job.stop(signal.SIGTERM, timeout=60)  # far less than the serving timeout
+    summary = assert_interrupted(loop, job, code, 143, "restart + verify")
+    assert f"pinned back to {OLD_TAG}" in summary["error"], summary["error"]
+    assert loop.pinned_revision() == OLD_TAG  # what it served before; the new tag stays, unserved
+    assert summary["version"] in loop.tags() and summary["deployment"]["previous"] == OLD_TAG

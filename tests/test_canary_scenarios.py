@@ -34,6 +34,23 @@ def send_feedback(loop, rows: pd.DataFrame) -> None:
             assert client.post("/feedback", json=report).status_code == 201
 
 
+def confirm_the_canary(loop, tag: str, rows: pd.DataFrame) -> None:
+    """FEEDBACK reports that confirm the canary's answers: on them the canary is right every time,
+    so it is never worse than the stable version, whatever the tiny model learnt."""
+    confirmed = 0
+    with httpx.Client(base_url=space_url(loop), timeout=60) as client:
+        for text in rows.text.map(clean):
+            answer = client.post("/predict", json={"text": text}).json()
+            if answer["version"] != tag:
+                continue
+            report = {"text": text, "predicted_label": answer["label"], "corrected_label": answer["label"]}
+            assert client.post("/feedback", json=report).status_code == 201
+            confirmed += 1
+            if confirmed == FEEDBACK:
+                return
+    raise AssertionError(f"the canary answered only {confirmed} of {len(rows)} texts")
+
+
 def space_health(loop) -> dict:
     return httpx.get(space_url(loop) + "/health", timeout=30).json()
 
@@ -63,7 +80,7 @@ def test_a_better_canary_serves_a_share_then_completes_on_the_next_run(loop, mon
     assert (health["revision"], health["canary"]["revision"], health["canary"]["status"]) == (OLD_TAG, tag, "ok")
     assert loop.pinned_revision() == OLD_TAG
 
-    send_feedback(loop, pd.read_csv(SAMPLE_DATA / "test.csv").head(FEEDBACK))
+    confirm_the_canary(loop, tag, pd.read_csv(SAMPLE_DATA / "test.csv"))
     code = loop.run(monkeypatch, **canary)  # the next run decides before it trains anything
     summary = loop.summary()
     assert code == 0 and summary["outcome"] == "promoted" and summary["canary"]["outcome"] == "promote", summary

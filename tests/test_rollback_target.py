@@ -27,6 +27,8 @@ def test_a_release_that_cannot_serve_rolls_back_to_the_served_version_not_a_cras
     code = loop.run(monkeypatch, serving_timeout_s=180)  # the rollback loads a real model
     summary = loop.summary()
     assert code == 1 and f"rolled back: the Space serves {OLD_TAG} again" in summary["error"], summary["error"]
+    assert summary["outcome"] == "failed" and loop.stage(loop.retrain_space) == "PAUSED"
+    assert summary["version"] in loop.tags()  # pushed and tagged, kept for the record, not served
     assert summary["deployment"]["previous"] == OLD_TAG
     assert loop.served_revision() == OLD_TAG and loop.pinned_revision() == OLD_TAG
     assert summary["unserved_tags"] == [CRASHED_TAG]

@@ -132,7 +132,9 @@ def complete_canary(cfg, hub: HubClient, action: str = "decide") -> dict | None:
     record = decide_canary(cfg, tag, stable, health, action)
     if record["outcome"] == "wait":
         return record
-    with deferred_signals():  # a SIGTERM waits until the Space serves one version again, as in deploy.promote
+    # A SIGTERM waits until the variables name one version and the Space restarts; the wait for it to
+    # serve is interruptible (deploy.serve_revision), and a signal there skips the record below.
+    with deferred_signals():
         if record["outcome"] == "promote":
             record["serving"] = promote_canary(space, cfg, tag, stable).get("revision")
         else:

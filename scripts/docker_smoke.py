@@ -60,6 +60,19 @@ def build_images() -> None:
         print(f"[smoke] built {tag} from {dockerfile}: {size / 1e9:.2f} GB in {time.monotonic() - started:.0f}s")
 
 
+def check_bytecode_cached() -> None:
+    """uid 1000 cannot write bytecode in either image: the standard library's and the code's must be there."""
+    probe = ("import os, asyncio, logging, configs; "
+             "missing = [m.__name__ for m in (asyncio, logging, configs) if not os.path.exists(m.__cached__)]; "
+             "print(' '.join(missing))")
+    for tag in IMAGES:
+        missing = docker("run", "--rm", tag, "python", "-c", probe).stdout.split()
+        if missing:
+            raise SystemExit(f"[smoke] FAILED: {tag} compiles {', '.join(missing)} again at every start "
+                             "(no bytecode in the image)")
+        print(f"[smoke] {tag}: standard library and code bytecode compiled in the image")
+
+
 def start_seeded_hub(data_dir: Path) -> tuple[str, subprocess.Popen]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -128,6 +141,7 @@ def main() -> int:
         return 0
     os.chdir(ROOT)
     build_images()
+    check_bytecode_cached()
     with tempfile.TemporaryDirectory() as data_dir:
         url, hub = start_seeded_hub(Path(data_dir))
         try:

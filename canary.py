@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Callable
 
 from deploy import REVISION_VARIABLE, DeployError, restart_until, restart_with_rollback, serve_revision
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, SpaceNotFound, SpaceState
-from interrupts import deferred_signals
+from interrupts import JobInterrupted, deferred_signals
 
 CANARY_REVISION, CANARY_SHARE, CANARY_MODE = "CANARY_REVISION", "CANARY_SHARE", "CANARY_MODE"
 CANARY_VARIABLES = (CANARY_REVISION, CANARY_SHARE, CANARY_MODE)
@@ -111,34 +112,69 @@ def space_health(cfg, state: SpaceState) -> dict:
         raise DeployError(f"cannot read the canary's figures from {cfg.inference_space}: {error}") from error
 
 
-def complete_canary(cfg, hub: HubClient, action: str = "decide") -> dict | None:
+def complete_canary(cfg, hub: HubClient, action: str = "decide",
+                    on_decided: Callable[[dict], None] = lambda record: None) -> dict | None:
     """Decide the canary the inference Space runs, act on it, and add the decision record to the
-    model repo. None when there is no canary; a record with outcome 'wait' when it needs more feedback."""
+    model repo. None when there is no canary; a record with outcome 'wait' when it needs more feedback.
+    `on_decided` hears of the record before it is acted on (the same dict, completed afterwards)."""
     space = SpaceController(hub, cfg.inference_space)
     try:
         state = space.state()
     except SpaceNotFound:  # API_ENDPOINT without a Space of ours: nothing can run a canary
         return None
-    tag = state.variables.get(CANARY_REVISION)
-    if not tag:
+    if not state.variables.get(CANARY_REVISION):
         return None
+    record = canary_record(cfg, state, action)
+    on_decided(record)
+    tag, stable = record["version"], record["stable"]
+    if record["outcome"] == "promote":
+        return carry_out(cfg, hub, record, lambda: promote_canary(space, cfg, tag, stable))
+    if record["outcome"] == "abort":
+        return carry_out(cfg, hub, record, lambda: remove_canary(space, cfg, stable))
+    return record
+
+
+def canary_record(cfg, state: SpaceState, action: str) -> dict:
+    """The decision record for the canary `state` names, from the Space's figures (an operator's
+    promote or abort does not need them)."""
     try:
         health = space_health(cfg, state)
     except DeployError:
         if action == "decide":
             raise
-        health = None  # an operator's promote or abort does not need the figures
+        health = None
     stable = state.variables.get(REVISION_VARIABLE) or (health or {}).get("revision")
-    record = decide_canary(cfg, tag, stable, health, action)
-    if record["outcome"] == "wait":
-        return record
-    # A SIGTERM waits until the variables name one version and the Space restarts; the wait for it to
-    # serve is interruptible (deploy.serve_revision), and a signal there skips the record below.
+    return decide_canary(cfg, state.variables[CANARY_REVISION], stable, health, action)
+
+
+def carry_out(cfg, hub: HubClient, record: dict, serve: Callable[[], dict]) -> dict:
+    """`serve()` makes the Space serve one version and returns its /health; then the record goes to
+    the model repo. A SIGTERM waits until the variables name one version and the Space restarts;
+    the wait for it to serve is interruptible (deploy.serve_revision): the record is still written,
+    saying that serving was not confirmed, and the signal then ends the run."""
     with deferred_signals():
-        if record["outcome"] == "promote":
-            record["serving"] = promote_canary(space, cfg, tag, stable).get("revision")
-        else:
-            record["serving"] = remove_canary(space, cfg, stable).get("revision")
-        hub.upload_file(cfg.model_repo, record_path(tag), json.dumps(record, indent=2).encode(),
-                        f"retrainspace: canary {tag} {record['outcome']}")
+        try:
+            record["serving"] = serve().get("revision")
+        except JobInterrupted as interrupted:
+            raise record_interruption(cfg, hub, record, interrupted) from None
+        write_record(cfg, hub, record)
     return record
+
+
+def record_interruption(cfg, hub: HubClient, record: dict, interrupted: JobInterrupted) -> JobInterrupted:
+    """Write the record of an interrupted completion; returns the interruption to raise (naming a
+    record that could not be written: a HubError now must not turn the stop into a failure)."""
+    record.update(serving=None, interrupted=True)
+    record["reasons"].append(f"{interrupted} while the Space restarted: serving not confirmed")
+    try:
+        write_record(cfg, hub, record)
+    except HubError as error:
+        note = f"the decision record {record_path(record['version'])} was NOT written: {error}"
+        return JobInterrupted(interrupted.signum, DeployError(f"{interrupted.during}; {note}" if interrupted.during
+                                                              else note))
+    return interrupted
+
+
+def write_record(cfg, hub: HubClient, record: dict) -> None:
+    hub.upload_file(cfg.model_repo, record_path(record["version"]), json.dumps(record, indent=2).encode(),
+                    f"retrainspace: canary {record['version']} {record['outcome']}")

@@ -243,7 +243,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
 def complete_pending_canary(cfg: JobConfig, hub, result) -> bool:
     """A canary or shadow left by an earlier run is decided first. While one waits for feedback no
     candidate is trained: the comparison's requests would be answered partly by the canary."""
-    record = complete_canary(cfg, hub)
+    record = complete_canary(cfg, hub, on_decided=result.canary_decided)
     if record is None:
         return False
     result.canary = record

@@ -30,7 +30,8 @@ def record_path(tag: str) -> str:
 def start_canary(space: SpaceController, cfg, tag: str, stable: str) -> dict:
     """Load `tag` next to `stable` (pinned, so the new tag does not become the stable version) and
     wait until /health shows both. A canary that does not load is removed again, and DeployError
-    says so: the stable version serves alone."""
+    says so: the stable version serves alone. A signal during the wait (up to SERVING_TIMEOUT_S, far
+    beyond the platform's grace period) removes the canary and restarts the Space at once, unverified."""
     space.set_variable(REVISION_VARIABLE, stable)
     space.set_variable(CANARY_MODE, cfg.promotion_mode)
     space.set_variable(CANARY_SHARE, str(cfg.canary_share))
@@ -38,6 +39,10 @@ def start_canary(space: SpaceController, cfg, tag: str, stable: str) -> dict:
     try:
         return restart_until(space, cfg, lambda health: canary_serving(health, tag, stable),
                              f"load the {cfg.promotion_mode} {tag} next to {stable}")
+    except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
+        note = DeployError(f"interrupted waiting for the {cfg.promotion_mode} {tag} to load: "
+                           f"{remove_canary_now(space, tag, stable)}")
+        raise JobInterrupted(interrupted.signum, note) from None
     except (DeployError, HubError) as error:
         try:
             remove_canary(space, cfg, stable)
@@ -58,6 +63,17 @@ def drop_canary_variables(space: SpaceController, state: SpaceState) -> None:
     for key in CANARY_VARIABLES:
         if key in state.variables:
             space.delete_variable(key)
+
+
+def remove_canary_now(space: SpaceController, tag: str, stable: str) -> str:
+    """Remove the canary variables and restart the Space without waiting for it; returns what was
+    done, for the summary."""
+    try:
+        drop_canary_variables(space, space.state())
+        space.restart()
+    except HubError as error:
+        return f"removing the canary {tag} FAILED ({error}); {CANARY_REVISION} may still name it"
+    return f"the canary {tag} was removed and the Space restarted (not waited for): it serves {stable} alone"
 
 
 def remove_canary(space: SpaceController, cfg, stable: str) -> dict:

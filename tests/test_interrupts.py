@@ -116,6 +116,21 @@ def test_signal_while_waiting_for_the_new_version_pins_the_served_one_back_at_on
     assert summary["version"] in loop.tags() and summary["deployment"]["previous"] == OLD_TAG
 
 
+def test_signal_while_starting_a_canary_removes_it_and_the_summary_says_so(loop, job_of, constant_model_dir):
+    loop.deploy_model(constant_model_dir)
+    loop.start_inference_space(PICKY_SPACE, GOOD_REVISION=OLD_TAG, PICKY_MODE="hang",
+                               MODEL_REVISION=OLD_TAG)  # with any canary: 'loading' forever
+    job = job_of(loop, promotion_mode="canary", serving_timeout_s=900, max_train_samples=64)
+    job.wait_for("step: restart + verify")
+    time.sleep(2)  # into the wait for both versions to load
+    code = job.stop(signal.SIGTERM, timeout=60)
+    summary = assert_interrupted(loop, job, code, 143, "restart + verify")
+    assert f"the canary {summary['version']} was removed" in summary["error"], summary["error"]
+    assert f"serves {OLD_TAG} alone" in summary["error"]
+    assert not canary_variables(loop) and loop.pinned_revision() == OLD_TAG
+    assert summary["version"] in loop.tags()  # tagged, never served
+
+
 def wait_until_the_canary_is_removed(loop, job: Job, timeout: float = 120) -> None:
     """Its variables go just before the restart; then a little longer, into the wait for /health."""
     deadline = time.monotonic() + timeout

@@ -4,7 +4,8 @@ A promoted version is started next to the served one: the inference Space loads 
 (CANARY_REVISION, CANARY_SHARE, CANARY_MODE) and reports each version's figures in /health. The
 next run, or `train_model.py canary`, completes it from those figures: MODEL_REVISION moves to the
 canary, or the canary is removed. Either way the stable version keeps serving until the change is
-verified, and a canary that cannot load is removed again.
+verified, and a canary that cannot load is removed again. `train_model.py rollback` during a canary
+aborts it.
 """
 from __future__ import annotations
 
@@ -99,7 +100,9 @@ def decide_canary(cfg, tag: str, stable: str, health: dict | None, action: str =
     rule = (f"promote iff at least CANARY_MIN_FEEDBACK={cfg.canary_min_feedback} labelled feedback reports and "
             f"canary accuracy >= stable accuracy - CANARY_MAX_ACCURACY_DROP={cfg.canary_max_accuracy_drop}")
     if action != "decide":
-        outcome, reasons = action, [f"{action} by command (train_model.py canary {action})"]
+        outcome = "promote" if action == "promote" else "abort"
+        command = "rollback" if action == "rollback" else f"canary {action}"
+        reasons = [f"{outcome} by command (train_model.py {command})"]
     elif canary.get("revision") != tag or canary.get("status") != "ok":
         outcome = "abort"
         reasons = [f"the inference Space does not serve the canary {tag} "
@@ -150,9 +153,15 @@ def complete_canary(cfg, hub: HubClient, action: str = "decide",
     return record
 
 
+def abort_for_rollback(cfg, hub: HubClient, space: SpaceController, state: SpaceState, to: str) -> dict:
+    """`train_model.py rollback` during a canary: the canary is aborted (its decision record says
+    so) and `to` serves alone."""
+    return carry_out(cfg, hub, canary_record(cfg, state, "rollback"), lambda: remove_canary(space, cfg, to))
+
+
 def canary_record(cfg, state: SpaceState, action: str) -> dict:
     """The decision record for the canary `state` names, from the Space's figures (an operator's
-    promote or abort does not need them)."""
+    promote, abort or rollback does not need them)."""
     try:
         health = space_health(cfg, state)
     except DeployError:

@@ -4,17 +4,19 @@ A promoted version is started next to the served one: the inference Space loads 
 (CANARY_REVISION, CANARY_SHARE, CANARY_MODE) and reports each version's figures in /health. The
 next run, or `train_model.py canary`, completes it from those figures: MODEL_REVISION moves to the
 canary, or the canary is removed. Either way the stable version keeps serving until the change is
-verified, and a canary that cannot load is removed again.
+verified, and a canary that cannot load is removed again. `train_model.py rollback` during a canary
+aborts it.
 """
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Callable
 
 from deploy import REVISION_VARIABLE, DeployError, restart_until, restart_with_rollback, serve_revision
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, SpaceNotFound, SpaceState
-from interrupts import deferred_signals
+from interrupts import JobInterrupted, deferred_signals
 
 CANARY_REVISION, CANARY_SHARE, CANARY_MODE = "CANARY_REVISION", "CANARY_SHARE", "CANARY_MODE"
 CANARY_VARIABLES = (CANARY_REVISION, CANARY_SHARE, CANARY_MODE)
@@ -29,7 +31,8 @@ def record_path(tag: str) -> str:
 def start_canary(space: SpaceController, cfg, tag: str, stable: str) -> dict:
     """Load `tag` next to `stable` (pinned, so the new tag does not become the stable version) and
     wait until /health shows both. A canary that does not load is removed again, and DeployError
-    says so: the stable version serves alone."""
+    says so: the stable version serves alone. A signal during the wait (up to SERVING_TIMEOUT_S, far
+    beyond the platform's grace period) removes the canary and restarts the Space at once, unverified."""
     space.set_variable(REVISION_VARIABLE, stable)
     space.set_variable(CANARY_MODE, cfg.promotion_mode)
     space.set_variable(CANARY_SHARE, str(cfg.canary_share))
@@ -37,6 +40,10 @@ def start_canary(space: SpaceController, cfg, tag: str, stable: str) -> dict:
     try:
         return restart_until(space, cfg, lambda health: canary_serving(health, tag, stable),
                              f"load the {cfg.promotion_mode} {tag} next to {stable}")
+    except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
+        note = DeployError(f"interrupted waiting for the {cfg.promotion_mode} {tag} to load: "
+                           f"{remove_canary_now(space, tag, stable)}")
+        raise JobInterrupted(interrupted.signum, note) from None
     except (DeployError, HubError) as error:
         try:
             remove_canary(space, cfg, stable)
@@ -57,6 +64,17 @@ def drop_canary_variables(space: SpaceController, state: SpaceState) -> None:
     for key in CANARY_VARIABLES:
         if key in state.variables:
             space.delete_variable(key)
+
+
+def remove_canary_now(space: SpaceController, tag: str, stable: str) -> str:
+    """Remove the canary variables and restart the Space without waiting for it; returns what was
+    done, for the summary."""
+    try:
+        drop_canary_variables(space, space.state())
+        space.restart()
+    except HubError as error:
+        return f"removing the canary {tag} FAILED ({error}); {CANARY_REVISION} may still name it"
+    return f"the canary {tag} was removed and the Space restarted (not waited for): it serves {stable} alone"
 
 
 def remove_canary(space: SpaceController, cfg, stable: str) -> dict:
@@ -82,7 +100,9 @@ def decide_canary(cfg, tag: str, stable: str, health: dict | None, action: str =
     rule = (f"promote iff at least CANARY_MIN_FEEDBACK={cfg.canary_min_feedback} labelled feedback reports and "
             f"canary accuracy >= stable accuracy - CANARY_MAX_ACCURACY_DROP={cfg.canary_max_accuracy_drop}")
     if action != "decide":
-        outcome, reasons = action, [f"{action} by command (train_model.py canary {action})"]
+        outcome = "promote" if action == "promote" else "abort"
+        command = "rollback" if action == "rollback" else f"canary {action}"
+        reasons = [f"{outcome} by command (train_model.py {command})"]
     elif canary.get("revision") != tag or canary.get("status") != "ok":
         outcome = "abort"
         reasons = [f"the inference Space does not serve the canary {tag} "
@@ -111,34 +131,75 @@ def space_health(cfg, state: SpaceState) -> dict:
         raise DeployError(f"cannot read the canary's figures from {cfg.inference_space}: {error}") from error
 
 
-def complete_canary(cfg, hub: HubClient, action: str = "decide") -> dict | None:
+def complete_canary(cfg, hub: HubClient, action: str = "decide",
+                    on_decided: Callable[[dict], None] = lambda record: None) -> dict | None:
     """Decide the canary the inference Space runs, act on it, and add the decision record to the
-    model repo. None when there is no canary; a record with outcome 'wait' when it needs more feedback."""
+    model repo. None when there is no canary; a record with outcome 'wait' when it needs more feedback.
+    `on_decided` hears of the record before it is acted on (the same dict, completed afterwards)."""
     space = SpaceController(hub, cfg.inference_space)
     try:
         state = space.state()
     except SpaceNotFound:  # API_ENDPOINT without a Space of ours: nothing can run a canary
         return None
-    tag = state.variables.get(CANARY_REVISION)
-    if not tag:
+    if not state.variables.get(CANARY_REVISION):
         return None
+    record = canary_record(cfg, state, action)
+    on_decided(record)
+    tag, stable = record["version"], record["stable"]
+    if record["outcome"] == "promote":
+        return carry_out(cfg, hub, record, lambda: promote_canary(space, cfg, tag, stable))
+    if record["outcome"] == "abort":
+        return carry_out(cfg, hub, record, lambda: remove_canary(space, cfg, stable))
+    return record
+
+
+def abort_for_rollback(cfg, hub: HubClient, space: SpaceController, state: SpaceState, to: str) -> dict:
+    """`train_model.py rollback` during a canary: the canary is aborted (its decision record says
+    so) and `to` serves alone."""
+    return carry_out(cfg, hub, canary_record(cfg, state, "rollback"), lambda: remove_canary(space, cfg, to))
+
+
+def canary_record(cfg, state: SpaceState, action: str) -> dict:
+    """The decision record for the canary `state` names, from the Space's figures (an operator's
+    promote, abort or rollback does not need them)."""
     try:
         health = space_health(cfg, state)
     except DeployError:
         if action == "decide":
             raise
-        health = None  # an operator's promote or abort does not need the figures
+        health = None
     stable = state.variables.get(REVISION_VARIABLE) or (health or {}).get("revision")
-    record = decide_canary(cfg, tag, stable, health, action)
-    if record["outcome"] == "wait":
-        return record
-    # A SIGTERM waits until the variables name one version and the Space restarts; the wait for it to
-    # serve is interruptible (deploy.serve_revision), and a signal there skips the record below.
+    return decide_canary(cfg, state.variables[CANARY_REVISION], stable, health, action)
+
+
+def carry_out(cfg, hub: HubClient, record: dict, serve: Callable[[], dict]) -> dict:
+    """`serve()` makes the Space serve one version and returns its /health; then the record goes to
+    the model repo. A SIGTERM waits until the variables name one version and the Space restarts;
+    the wait for it to serve is interruptible (deploy.serve_revision): the record is still written,
+    saying that serving was not confirmed, and the signal then ends the run."""
     with deferred_signals():
-        if record["outcome"] == "promote":
-            record["serving"] = promote_canary(space, cfg, tag, stable).get("revision")
-        else:
-            record["serving"] = remove_canary(space, cfg, stable).get("revision")
-        hub.upload_file(cfg.model_repo, record_path(tag), json.dumps(record, indent=2).encode(),
-                        f"retrainspace: canary {tag} {record['outcome']}")
+        try:
+            record["serving"] = serve().get("revision")
+        except JobInterrupted as interrupted:
+            raise record_interruption(cfg, hub, record, interrupted) from None
+        write_record(cfg, hub, record)
     return record
+
+
+def record_interruption(cfg, hub: HubClient, record: dict, interrupted: JobInterrupted) -> JobInterrupted:
+    """Write the record of an interrupted completion; returns the interruption to raise (naming a
+    record that could not be written: a HubError now must not turn the stop into a failure)."""
+    record.update(serving=None, interrupted=True)
+    record["reasons"].append(f"{interrupted} while the Space restarted: serving not confirmed")
+    try:
+        write_record(cfg, hub, record)
+    except HubError as error:
+        note = f"the decision record {record_path(record['version'])} was NOT written: {error}"
+        return JobInterrupted(interrupted.signum, DeployError(f"{interrupted.during}; {note}" if interrupted.during
+                                                              else note))
+    return interrupted
+
+
+def write_record(cfg, hub: HubClient, record: dict) -> None:
+    hub.upload_file(cfg.model_repo, record_path(record["version"]), json.dumps(record, indent=2).encode(),
+                    f"retrainspace: canary {record['version']} {record['outcome']}")

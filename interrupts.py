@@ -27,6 +27,7 @@ class JobInterrupted(BaseException):
 
     def __init__(self, signum: int, during: BaseException | None = None):
         self.signum = signum
+        self.during = during
         message = f"{signal.Signals(signum).name} received"
         if during is not None:  # the deferred section failed on its own meanwhile
             message += f" (meanwhile: {type(during).__name__}: {during})"

@@ -44,6 +44,10 @@ class RunResult:
         self.deployment = {"tag": release.tag, "commit": release.commit, "previous": release.previous}
         self.enter("restart + verify")
 
+    def canary_decided(self, record: dict) -> None:
+        """An earlier canary's decision record, before it is acted on: an interrupted run still shows it."""
+        self.canary = record
+
     def status(self) -> dict:
         """What the status page shows while the job runs."""
         return {"label": self.label, "step": self.step, "outcome": self.outcome if self.seconds else "running",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from canary import ACTIONS, complete_canary, start_canary
+from canary import ACTIONS, CANARY_REVISION, abort_for_rollback, complete_canary, record_path, start_canary
 from compare import ComparisonError, build_comparison, decide, deployed_predictions, stratified_sample
 from configs import ConfigError, HubSettings, JobConfig, add_setting_flags, load_config
 from deploy import (
@@ -96,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "feedback; 1 on failure; 2 on bad settings.",
     )
     parser.add_argument("command", nargs="?", choices=["train", "rollback", "canary"], default="train",
-                        help="train (default): the whole job. rollback: serve an earlier promoted version again. "
+                        help="train (default): the whole job. rollback: serve an earlier promoted version again "
+                        "(during a canary: abort the canary, the stable version serves alone). "
                         "canary: complete the canary or shadow version the inference Space runs (PROMOTION_MODE)")
     parser.add_argument("action", nargs="?", choices=ACTIONS, default=None,
                         help="canary: decide (default) from its figures as the next run would: promote when there "
@@ -104,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "CANARY_MAX_ACCURACY_DROP below the served version's, else abort, or wait for more. "
                         "promote / abort: do that now, whatever the figures")
     parser.add_argument("--to", metavar="TAG",
-                        help="rollback: the version tag to serve (default: the one before the served one)")
+                        help="rollback: the version tag to serve (default: the one before the served one; "
+                        "during a canary the stable one)")
     parser.add_argument("--status-port", type=int, metavar="PORT", default=os.environ.get("PORT") or None,
                         help="serve a status page (current step, result) on this port while the job runs "
                         "(default: PORT, which the Docker image sets to 7860)")
@@ -243,7 +245,7 @@ def retrain(cfg: JobConfig, hub, tracker, result) -> None:
 def complete_pending_canary(cfg: JobConfig, hub, result) -> bool:
     """A canary or shadow left by an earlier run is decided first. While one waits for feedback no
     candidate is trained: the comparison's requests would be answered partly by the canary."""
-    record = complete_canary(cfg, hub)
+    record = complete_canary(cfg, hub, on_decided=result.canary_decided)
     if record is None:
         return False
     result.canary = record
@@ -406,28 +408,44 @@ def canary(cfg: JobConfig, action: str) -> int:
     print(f"canary {record['version']}: {record['outcome']} — {'; '.join(record['reasons'])}")
     if record["outcome"] != "wait":
         print(f"{cfg.inference_space} serves {record['serving']}; decision record: "
-              f"{cfg.model_repo}/canary/{record['version']}.json")
+              f"{cfg.model_repo}/{record_path(record['version'])}")
     return 0
 
 
 def rollback(cfg: JobConfig, to: str | None) -> int:
+    """`train_model.py rollback [--to TAG]`: undo the newest change. During a canary that is the
+    canary: it is aborted (decision record written) and the stable version, or TAG, serves alone."""
     hub = HubClient.from_config(cfg)
     space = SpaceController(hub, cfg.inference_space)
-    tags = version_tags(hub, cfg.model_repo)
-    current = space.state().variables.get(REVISION_VARIABLE) or (tags[-1] if tags else None)
-    if to is None:
-        to = previously_served(hub, cfg.model_repo, current, tags)
-        if to is None:
-            print(f"no version served before {current} on {cfg.model_repo}; tags: {tags}", file=sys.stderr)
-            return 1
-    if to not in tags:
-        print(f"{to} is not a version tag of {cfg.model_repo}; choose one of {tags[-cfg.keep_versions:]}",
-              file=sys.stderr)
+    state, tags = space.state(), version_tags(hub, cfg.model_repo)
+    current = state.variables.get(REVISION_VARIABLE) or (tags[-1] if tags else None)
+    canary_tag = state.variables.get(CANARY_REVISION)
+    to = to or (current if canary_tag else previously_served(hub, cfg.model_repo, current, tags))
+    if problem := rollback_problem(cfg, tags, current, canary_tag, to):
+        print(problem, file=sys.stderr)
         return 1
+    was = current
     with deferred_signals():
-        health = serve_revision(space, cfg, to)
-    print(f"{cfg.inference_space} serves {health.get('revision')} (was {current})")
+        if canary_tag:
+            serving = abort_for_rollback(cfg, hub, space, state, to)["serving"]
+            was = f"{current} with the canary {canary_tag}, now aborted: {cfg.model_repo}/{record_path(canary_tag)}"
+        else:
+            serving = serve_revision(space, cfg, to).get("revision")
+    print(f"{cfg.inference_space} serves {serving} (was {was})")
     return 0
+
+
+def rollback_problem(cfg: JobConfig, tags: list[str], current: str | None, canary_tag: str | None,
+                     to: str | None) -> str | None:
+    """Why the rollback cannot go to `to`, or None."""
+    if to is None:
+        return f"no version served before {current} on {cfg.model_repo}; tags: {tags}"
+    if to == canary_tag:
+        return (f"{to} is the canary {cfg.inference_space} runs next to {current}: promote it with "
+                "`python train_model.py canary promote`")
+    if to not in tags:
+        return f"{to} is not a version tag of {cfg.model_repo}; choose one of {tags[-cfg.keep_versions:]}"
+    return None
 
 
 if __name__ == "__main__":

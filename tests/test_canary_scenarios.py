@@ -123,6 +123,24 @@ def test_a_worse_canary_is_aborted_and_one_that_cannot_load_is_removed(loop, mon
     assert loop.served_revision() == OLD_TAG
 
 
+def test_rollback_during_a_canary_ends_it_and_serves_the_stable_version(loop, monkeypatch, capsys, constant_model_dir,
+                                                                         space_classifier_dir, tmp_path):
+    loop.deploy_model(constant_model_dir, tag="v20190101_000000")  # served before the stable version
+    loop.deploy_model(constant_model_dir)
+    loop.deploy_model(space_classifier_dir, tag=CANARY_TAG)
+    loop.start_inference_space(MODEL_REVISION=OLD_TAG, CANARY_REVISION=CANARY_TAG, CANARY_MODE="canary",
+                               CANARY_SHARE="0.5", **own_feedback_db(tmp_path))
+    for key, value in {**loop.env, "SERVING_TIMEOUT_S": "120"}.items():
+        monkeypatch.setenv(key, value)
+    assert train_model.main(["rollback", "--to", CANARY_TAG]) == 1
+    assert "python train_model.py canary promote" in capsys.readouterr().err
+    assert train_model.main(["rollback"]) == 0  # undoes the newest change: the canary, not the stable version
+    assert not canary_variables(loop) and space_health(loop)["canary"] is None
+    assert loop.pinned_revision() == loop.served_revision() == OLD_TAG
+    record = decision_record(loop, CANARY_TAG)
+    assert (record["action"], record["outcome"], record["serving"]) == ("rollback", "abort", OLD_TAG), record
+
+
 def test_a_canary_share_outside_0_1_is_refused_naming_the_setting(monkeypatch):
     monkeypatch.setenv("LABEL", "urgency")
     with pytest.raises(ConfigError, match=r"CANARY_SHARE \(flag --canary-share\): 1.5 is not a share"):

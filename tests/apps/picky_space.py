@@ -1,6 +1,6 @@
-"""An inference Space that can only serve GOOD_REVISION: for any other MODEL_REVISION it
-crashes at start-up (PICKY_MODE=crash) or answers /health 'loading' forever (PICKY_MODE=hang).
-Stands in for a new model version that breaks the Space."""
+"""An inference Space that can only serve GOOD_REVISION (a comma-separated list): for any other
+MODEL_REVISION or CANARY_REVISION it crashes at start-up (PICKY_MODE=crash) or answers /health
+'loading' forever (PICKY_MODE=hang). Stands in for a new model version that breaks the Space."""
 import json
 import os
 import runpy
@@ -10,7 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the project on the path
 
-if os.environ.get("MODEL_REVISION", "") in ("", os.environ["GOOD_REVISION"]):
+wanted = {os.environ.get("MODEL_REVISION", ""), os.environ.get("CANARY_REVISION", "")} - {""}
+if wanted <= set(os.environ["GOOD_REVISION"].split(",")):
     sys.argv = ["inference_space"]
     runpy.run_module("inference_space", run_name="__main__")
 elif os.environ.get("PICKY_MODE") == "crash":

@@ -1,7 +1,7 @@
 import pytest
 
 from configs import JobConfig
-from recipe import SMALL_ENCODER_LEARNING_RATE, TOY_ENCODER_LEARNING_RATE, resolve_recipe, with_search_result
+from recipe import BAND_MEASURED_STEPS, SMALL_ENCODER_LEARNING_RATE, TOY_ENCODER_LEARNING_RATE, resolve_recipe, with_search_result
 
 E5_HIDDEN, XLMR_HIDDEN = 384, 768
 
@@ -91,6 +91,15 @@ def test_summary_shows_the_recipe_and_the_calibration(tmp_path):
     result = RunResult(label="urgency", run_dir=tmp_path,
                        training={"recipe": recipe.to_dict(), "calibration": calibration, "seconds": 95.0})
     text = render_summary(result)
-    assert "14 epochs (308 steps planned), lr 0.0001, word embeddings sparse, 95s" in text
+    assert "14 epochs (308 steps planned), lr 5e-05, word embeddings sparse, 95s" in text
     assert "temperature 1.800 (fitted on validation); test ECE 0.2100 -> 0.0400, Brier 0.6100 -> 0.5500" in text
     assert "a perfectly calibrated model would show ECE 0.0810 (90% under 0.1020) on these 120 test samples" in text
+
+
+def test_a_longer_run_scales_the_band_rate_down_but_not_below_the_setting():
+    # pool.csv: 2471 rows, 3 epochs of 155 steps. At the fixture's 1e-4 e5-small collapsed to one class.
+    recipe = resolve_recipe(cfg(), 2471, processes=1, hidden_size=E5_HIDDEN, on_gpu=False)
+    assert recipe.optimizer_steps == 465
+    assert recipe.learning_rate == pytest.approx(SMALL_ENCODER_LEARNING_RATE * BAND_MEASURED_STEPS / 465)
+    assert any("scaled by 154/465 planned steps" in reason for reason in recipe.reasons), recipe.reasons
+    assert resolve_recipe(cfg(), 40000, 1, E5_HIDDEN, on_gpu=False).learning_rate == 2e-5  # LEARNING_RATE floor

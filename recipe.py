@@ -9,9 +9,9 @@ for xlm-roberta-base on a GPU). RECIPE=auto (default) fills in what was not set 
   on this data: 1e-4 for small encoders (hidden size 128 to 512, e.g. multilingual-e5-small); a
   small model with few steps needs larger updates, and focal loss (gamma 2) shrinks the gradient
   of the examples it already gets right. Longer runs get that rate scaled down by the planned steps
-  (BAND_MEASURED_STEPS), never below LEARNING_RATE: more data at the same rate collapsed. Toy encoders (hidden size under 128, such as the 2-layer
-  32-wide test model, randomly initialised) learn nothing at 1e-4 and get 5e-3. Base-size
-  models keep the card's 2e-5.
+  (BAND_MEASURED_STEPS), never below LEARNING_RATE: more data at the same rate collapsed. Toy
+  encoders (hidden size under 128, such as the 2-layer 32-wide test model, randomly initialised)
+  learn nothing at 1e-4 and get 5e-3. Base-size models keep the card's 2e-5.
 - word embeddings: on a CPU in one process only the rows a batch touches are updated (sparse
   gradients, row-wise AdamW): the optimizer step over a 250k-token multilingual vocabulary
   otherwise costs more than forward and backward. Full AdamW elsewhere.
@@ -70,7 +70,8 @@ def resolve_recipe(cfg: JobConfig, train_rows: int, processes: int, hidden_size:
         band = next(((rate, name) for below, rate, name in LEARNING_RATE_BY_WIDTH if hidden_size < below), None)
         if "learning_rate" not in explicit and band is not None:
             lr, why = band_learning_rate(band[0], math.ceil(epochs * epoch_steps), cfg.learning_rate)
-            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:.3g}: {band[1]} (hidden size {hidden_size}){why}")
+            reasons.append(f"learning rate {cfg.learning_rate:g} -> {lr:.3g}: {band[1]} "
+                           f"(hidden size {hidden_size}){why}")
         if embeddings == "sparse":
             reasons.append("word embeddings: sparse row updates (CPU, one process)")
     return Recipe(epochs=epochs, learning_rate=lr, warmup_ratio=cfg.warmup_ratio, word_embeddings=embeddings,
@@ -84,7 +85,8 @@ def band_learning_rate(rate: float, planned_steps: int, floor: float) -> tuple[f
     if planned_steps <= BAND_MEASURED_STEPS:
         return rate, ""
     scaled = max(floor, rate * BAND_MEASURED_STEPS / planned_steps)
-    return scaled, f", scaled by {BAND_MEASURED_STEPS}/{planned_steps} planned steps (the band was measured on {BAND_MEASURED_STEPS})"
+    return scaled, (f", scaled by {BAND_MEASURED_STEPS}/{planned_steps} planned steps "
+                    f"(the band was measured on {BAND_MEASURED_STEPS})")
 
 
 def with_search_result(recipe: Recipe, best: dict) -> Recipe:

@@ -1,7 +1,13 @@
 import pytest
 
 from configs import JobConfig
-from recipe import BAND_MEASURED_STEPS, SMALL_ENCODER_LEARNING_RATE, TOY_ENCODER_LEARNING_RATE, resolve_recipe, with_search_result
+from recipe import (
+    BAND_MEASURED_STEPS,
+    SMALL_ENCODER_LEARNING_RATE,
+    TOY_ENCODER_LEARNING_RATE,
+    resolve_recipe,
+    with_search_result,
+)
 
 E5_HIDDEN, XLMR_HIDDEN = 384, 768
 

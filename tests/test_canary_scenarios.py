@@ -14,7 +14,8 @@ import train_model
 from canary import CANARY_VARIABLES, record_path, start_canary
 from configs import ConfigError, load_config
 from deploy import DeployError
-from tests.fixtures.scenarios import OLD_TAG, SAMPLE_DATA
+from inference_space.onnx_model import ONNX_MODEL
+from tests.fixtures.scenarios import OLD_TAG, SAMPLE_DATA, add_model_onnx
 from text_cleaning import clean
 
 CANARY_TAG, BROKEN_TAG = "v20210101_000000", "v20210102_000000"
@@ -94,10 +95,12 @@ def test_a_better_canary_serves_a_share_then_completes_on_the_next_run(loop, mon
 def test_a_worse_canary_is_aborted_and_one_that_cannot_load_is_removed(loop, monkeypatch, constant_model_dir,
                                                                        space_classifier_dir, tmp_path):
     loop.deploy_model(constant_model_dir)
-    loop.deploy_model(space_classifier_dir, tag=CANARY_TAG)  # random head: worse than always HIGHLY URGENT below
+    canary = add_model_onnx(shutil.copytree(space_classifier_dir, tmp_path / "canary"))
+    loop.deploy_model(canary, tag=CANARY_TAG)  # random head: worse than always HIGHLY URGENT below
     broken = tmp_path / "broken"
-    shutil.copytree(space_classifier_dir, broken)
-    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    shutil.copytree(canary, broken)
+    for name in ("model.safetensors", ONNX_MODEL):  # neither backend can load it
+        (broken / name).write_bytes(b"not a model file")
     loop.deploy_model(broken, tag=BROKEN_TAG)
     settings = {"PROMOTION_MODE": "canary", "CANARY_SHARE": "1", "CANARY_MIN_FEEDBACK": str(FEEDBACK)}
     # the Space as start_canary leaves it (the next start_canary below checks that path), one restart less

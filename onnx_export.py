@@ -59,12 +59,9 @@ def predict_labels(classifier, texts: list[str], batch: int = 32) -> np.ndarray:
 
 def export_variants(folder: Path, tmp: Path) -> dict[str, Path]:
     """ONNX files of every variant, written under tmp."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from inference_space.onnx_backend import export_folder_fp32
 
-    from inference_space.onnx_backend import export_fp32
-
-    fp32 = tmp / "fp32.onnx"
-    export_fp32(AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), fp32)
+    fp32 = export_folder_fp32(folder, tmp / "fp32.onnx")
     int8 = tmp / "int8-matmul.onnx"
     quantize_matmul_int8(fp32, int8)
     return {"int8-matmul": int8, "fp32": fp32}

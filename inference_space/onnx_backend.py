@@ -27,6 +27,14 @@ def export_fp32(model, tokenizer, path: Path) -> None:
         )
 
 
+def export_folder_fp32(folder: Path, path: Path) -> Path:
+    """Export the model saved in `folder` (a release or a training output) to an fp32 ONNX file."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    export_fp32(AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), path)
+    return path
+
+
 def export_int8(model, tokenizer, out_path: Path) -> Path:
     """Write the int8 model to out_path atomically (a crashed export leaves no half file). Only the
     MatMul weights are quantized, as at promotion: int8 on every op lost e5 macro-F1 (issue 13)."""

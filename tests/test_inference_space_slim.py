@@ -62,13 +62,10 @@ def test_release_without_a_fast_tokenizer_ships_without_onnx_and_says_why(space_
 
 
 def test_fp32_onnx_scores_match_the_torch_backend(space_classifier_dir, tmp_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from inference_space.onnx_backend import export_fp32
+    from inference_space.onnx_backend import export_folder_fp32
 
     folder = release_copy(space_classifier_dir, tmp_path / "release")
-    export_fp32(AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder),
-                folder / ONNX_MODEL)
+    export_folder_fp32(folder, folder / ONNX_MODEL)
     torch_model = load_classifier(folder, LABEL_SETS[SPACE_LABEL], "torch")
     onnx_model = load_onnx_release(folder, LABEL_SETS[SPACE_LABEL])
     assert onnx_model.labels == torch_model.labels
@@ -76,13 +73,10 @@ def test_fp32_onnx_scores_match_the_torch_backend(space_classifier_dir, tmp_path
 
 
 def test_both_backends_serve_the_calibrated_temperature_alike(space_classifier_dir, tmp_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from inference_space.onnx_backend import export_fp32
+    from inference_space.onnx_backend import export_folder_fp32
 
     folder = release_copy(space_classifier_dir, tmp_path / "release")
-    export_fp32(AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder),
-                folder / ONNX_MODEL)
+    export_folder_fp32(folder, folder / ONNX_MODEL)
     plain = load_onnx_release(folder, LABEL_SETS[SPACE_LABEL]).predict_proba(TEXTS)
     (folder / "calibration.json").write_text(json.dumps({"temperature": 3.0}))
     onnx_model = load_onnx_release(folder, LABEL_SETS[SPACE_LABEL])

@@ -13,7 +13,14 @@ import json
 from datetime import datetime, timezone
 from typing import Callable
 
-from deploy import REVISION_VARIABLE, DeployError, restart_until, restart_with_rollback, serve_revision
+from deploy import (
+    REVISION_VARIABLE,
+    DeployError,
+    interrupted_waiting,
+    restart_until,
+    restart_with_rollback,
+    serve_revision,
+)
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, SpaceNotFound, SpaceState
 from interrupts import JobInterrupted, deferred_signals
@@ -41,9 +48,8 @@ def start_canary(space: SpaceController, cfg, tag: str, stable: str) -> dict:
         return restart_until(space, cfg, lambda health: canary_serving(health, tag, stable),
                              f"load the {cfg.promotion_mode} {tag} next to {stable}")
     except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
-        note = DeployError(f"interrupted waiting for the {cfg.promotion_mode} {tag} to load: "
-                           f"{remove_canary_now(space, tag, stable)}")
-        raise JobInterrupted(interrupted.signum, note) from None
+        raise interrupted_waiting(interrupted, f"the {cfg.promotion_mode} {tag} to load",
+                                  remove_canary_now(space, tag, stable)) from None
     except (DeployError, HubError) as error:
         try:
             remove_canary(space, cfg, stable)

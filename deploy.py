@@ -275,8 +275,7 @@ def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_ta
     try:
         return serve_revision(space, cfg, new_tag)
     except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
-        note = DeployError(f"interrupted waiting for {new_tag} to serve: {pin_back(space, new_tag, previous_tag)}")
-        raise JobInterrupted(interrupted.signum, note) from None
+        raise interrupted_waiting(interrupted, f"{new_tag} to serve", pin_back(space, new_tag, previous_tag)) from None
     except (DeployError, HubError) as error:
         if previous_tag is None:
             raise DeployError(f"{error}; no previous version to roll back to") from error
@@ -285,6 +284,12 @@ def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_ta
         except (DeployError, HubError) as rollback_error:
             raise DeployError(f"{error}; rollback to {previous_tag} ALSO failed: {rollback_error}") from error
         raise DeployError(f"{error}; rolled back: the Space serves {previous_tag} again") from error
+
+
+def interrupted_waiting(interrupted: JobInterrupted, what: str, undone: str) -> JobInterrupted:
+    """The interruption to raise when a signal cut the wait for `what` short; `undone` says what was
+    put back meanwhile (without waiting), for the summary."""
+    return JobInterrupted(interrupted.signum, DeployError(f"interrupted waiting for {what}: {undone}"))
 
 
 def pin_back(space: SpaceController, new_tag: str, previous_tag: str | None) -> str:

@@ -248,7 +248,6 @@ def complete_pending_canary(cfg: JobConfig, hub, result) -> bool:
     record = complete_canary(cfg, hub, on_decided=result.canary_decided)
     if record is None:
         return False
-    result.canary = record
     result.outcome = {"promote": "promoted", "abort": "kept", "wait": "canary"}[record["outcome"]]
     if record["outcome"] == "promote":
         result.version = record["version"]

@@ -193,6 +193,16 @@ class JobConfig(HubSettings):
         "auto", description="How the input word embeddings train: full AdamW, sparse (only the rows a batch touches; "
         "one process), frozen. auto: sparse on a CPU with RECIPE=auto, else full. FREEZE_WORD_EMBEDDINGS=true wins.",
     )
+    pooling: Literal["auto", "cls", "mean"] = Field(
+        "auto", description="What the classifier reads. cls: the architecture's own head (BERT: the first token "
+        "through the pooler). mean: a mean-pooling layer is appended (BERT-type encoders). auto: mean with RECIPE=auto "
+        "when a BERT-type checkpoint ships no trained pooler (multilingual-e5 was trained with mean pooling), else cls.",
+    )
+    head_init: Literal["auto", "probe", "random"] = Field(
+        "auto", description="How the classification head starts. probe: a logistic regression fitted on the frozen "
+        "encoder's features (its strength chosen on validation macro-F1), then fine-tuned (LP-FT). random: "
+        "transformers' initialisation. auto: probe with RECIPE=auto, random with RECIPE=card.",
+    )
     calibrate: bool = Field(
         True, description="Fit a temperature on the validation split so served confidences are calibrated.",
     )

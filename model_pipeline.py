@@ -38,6 +38,7 @@ from transformers import (
 )
 
 import calibration
+import head_init
 from configs import JobConfig
 from metrics import classification_metrics, confusion_matrix_png, flat_metrics
 from recipe import Recipe, resolve_recipe, with_search_result
@@ -234,14 +235,20 @@ def load_base_model(base_model_dir: Path, cfg: JobConfig):
         )
     finally:
         report_logger.setLevel(report_level)
-    report_new_weights(info, cfg)
+    new_weights = sorted(set(info.get("missing_keys") or []) | {key for key, *_ in info.get("mismatched_keys") or []})
+    mean_pooling = head_init.uses_mean_pooling(cfg, model, new_weights)
+    if mean_pooling:
+        head_init.add_mean_pooling_layer(model)
+        logger.info("mean pooling: the checkpoint has no trained pooler, so a mean-pooling layer is appended "
+                    "(POOLING=%s)", cfg.pooling)
+        new_weights = [key for key in new_weights if not key.startswith("bert.pooler.")]
+    report_new_weights(new_weights, cfg)
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().requires_grad_(False)
     return model, tokenizer
 
 
-def report_new_weights(info: dict, cfg: JobConfig) -> None:
-    new = sorted(set(info.get("missing_keys") or []) | {key for key, *_ in info.get("mismatched_keys") or []})
+def report_new_weights(new: list[str], cfg: JobConfig) -> None:
     head = [key for key in new if key.split(".")[0] in ("classifier", "score", "pre_classifier")]
     if head:
         logger.info("new classification head for LABEL=%s (%d classes): %s, trained from scratch",
@@ -416,10 +423,13 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     processes = world_size()
     recipe = apply_recipe(cfg, model, len(tokenized["train"]), processes)
     alpha = class_alpha(cfg, dataset["train"]["label"])
+    probe = head_init.fit_probe(model, tokenizer, tokenized) if head_init.uses_probe(cfg) else None
+    if probe is not None:
+        probe.copy_into(model)
     search = None
     if cfg.search_budget_s > 0:
         search = search_hyperparameters(cfg, recipe, base_model_dir, tokenizer, tokenized, alpha, precision,
-                                        output_dir / "search", tracker)
+                                        output_dir / "search", tracker, probe)
         recipe = with_search_result(recipe, search["best"])
     cfg = cfg.model_copy(update={"num_train_epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
                                  "focal_gamma": recipe.focal_gamma})
@@ -446,7 +456,8 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
         eval_metrics=report["metrics"]["validation"], test_metrics=report["metrics"]["test"],
         train_seconds=train_seconds, confusion_matrices=report["plots"],
         history=trainer.state.log_history, best_checkpoint=trainer.state.best_model_checkpoint,
-        precision=precision, world_size=processes, recipe={**recipe.to_dict(), "search": search},
+        precision=precision, world_size=processes,
+        recipe={**recipe.to_dict(), "search": search, "head": head_init.describe(model, probe)},
         calibration=calibrated,
     )
 
@@ -472,7 +483,8 @@ class EarlyStoppingAfter(EarlyStoppingCallback):
 
 
 def search_hyperparameters(cfg: JobConfig, recipe: Recipe, base_model_dir: Path, tokenizer, tokenized, alpha,
-                           precision: str, search_dir: Path, tracker) -> dict[str, Any]:
+                           precision: str, search_dir: Path, tracker,
+                           probe: head_init.Probe | None = None) -> dict[str, Any]:
     """SEARCH_BUDGET_S: trials of this same training from fresh base models (hp_search.py), chosen on
     validation macro-F1; returns the record that metadata.json and W&B keep."""
     import hp_search
@@ -483,6 +495,8 @@ def search_hyperparameters(cfg: JobConfig, recipe: Recipe, base_model_dir: Path,
 
     def fresh_model():
         model, _ = load_base_model(base_model_dir, cfg)
+        if probe is not None:
+            probe.copy_into(model)
         set_word_embedding_mode(model, recipe.word_embeddings)
         return model
 

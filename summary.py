@@ -79,12 +79,21 @@ def training_lines(training: dict) -> list[str]:
         lines.append(f"training: {recipe['epochs']:g} epochs ({recipe['optimizer_steps']} steps planned), "
                      f"lr {recipe['learning_rate']:g}, word embeddings {recipe['word_embeddings']}, "
                      f"{training.get('seconds', 0):.0f}s" + "".join(f"; {r}" for r in recipe["reasons"]))
+        if head := recipe.get("head"):
+            lines.append(head_line(head))
     if cal:
         before, after = cal["uncalibrated"], cal["calibrated"]
         lines.append(f"calibration: temperature {cal['temperature']:.3f} (fitted on validation); test ECE "
                      f"{before['ece']:.4f} -> {after['ece']:.4f}, Brier {before['brier']:.4f} -> {after['brier']:.4f}"
                      + ece_floor_note(cal))
     return lines
+
+
+def head_line(head: dict) -> str:
+    probe = head.get("probe")
+    start = (f"a linear probe (C={probe['c']:g}, validation macro-F1 {probe['validation_macro_f1']:.4f})"
+             if probe else "random")
+    return f"head: {head['pooling']} pooling, started from {start}"
 
 
 def canary_line(canary: dict) -> str:

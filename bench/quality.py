@@ -9,6 +9,7 @@ per (data, label, recipe, word embeddings), printed as soon as it is measured:
     python bench/quality.py --data fixture pool --label urgency department --recipe auto card
     python bench/quality.py --word-embeddings frozen sparse full --max-train-steps 120
     python bench/quality.py --base-model tiny --learning-rate 1e-4 1e-3 1e-2  # the 2-layer test model
+    python bench/quality.py --data pool --head mean+probe cls+random       # how the classifier starts
 
 Seconds are wall-clock training time on this machine as it is (a shared CPU inflates them).
 """
@@ -34,7 +35,10 @@ from localhub.seed import SAMPLE_DATA, build_base_model  # noqa: E402
 from model_pipeline import train  # noqa: E402
 
 TRAIN_FILES = {"fixture": "train.csv", "pool": "pool.csv"}
-HEADER = (f"{'data':<8} {'label':<10} {'recipe':<6} {'emb':<7} {'lr':>7} {'steps':>5} {'train s':>8} {'test F1':>8} "
+HEADS = {"auto": {}, "mean+probe": {"pooling": "mean", "head_init": "probe"},
+         "mean+random": {"pooling": "mean", "head_init": "random"},
+         "cls+probe": {"pooling": "cls", "head_init": "probe"}, "cls+random": {"pooling": "cls", "head_init": "random"}}
+HEADER = (f"{'data':<8} {'label':<10} {'recipe':<6} {'head':<11} {'emb':<7} {'lr':>7} {'steps':>5} {'train s':>8} {'test F1':>8} "
           f"{'ECE raw':>8} {'ECE T':>7} {'Brier raw':>9} {'Brier T':>8} {'T':>5}  per-class F1")
 
 
@@ -48,15 +52,18 @@ def load_splits(data: str, cfg: JobConfig) -> datasets.DatasetDict:
         for split, f in frames.items()})
 
 
-def measure(data: str, label: str, recipe: str, embeddings: str, base: Path, extra: dict) -> str:
-    cfg = JobConfig(label=label, recipe=recipe, word_embeddings=embeddings, hf_endpoint="http://127.0.0.1:1", **extra)
+def measure(data: str, label: str, recipe: str, head: str, embeddings: str, base: Path, extra: dict) -> str:
+    cfg = JobConfig(label=label, recipe=recipe, word_embeddings=embeddings, hf_endpoint="http://127.0.0.1:1",
+                    **HEADS[head], **extra)
     dataset = load_splits(data, cfg)
     with tempfile.TemporaryDirectory() as work:
         result = train(cfg, dataset, base, Path(work))
     steps = max((h.get("step", 0) for h in result.history), default=0)
     cal = result.calibration
     per_class = ", ".join(f"{name[:12]} {f1:.2f}" for name, f1 in result.test_metrics["per_class_f1"].items())
-    return (f"{data:<8} {label:<10} {recipe:<6} {result.recipe['word_embeddings']:<7} "
+    started = result.recipe["head"]
+    return (f"{data:<8} {label:<10} {recipe:<6} {started['pooling'] + '+' + started['init']:<11} "
+            f"{result.recipe['word_embeddings']:<7} "
             f"{result.recipe['learning_rate']:>7.0e} {steps:>5} "
             f"{result.train_seconds:>8.0f} {result.test_metrics['macro_f1']:>8.3f} "
             f"{cal['uncalibrated']['ece']:>8.3f} {cal['calibrated']['ece']:>7.3f} "
@@ -68,6 +75,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", choices=list(TRAIN_FILES), default=["fixture"])
     parser.add_argument("--label", nargs="+", choices=["urgency", "department"], default=["urgency"])
     parser.add_argument("--recipe", nargs="+", choices=["auto", "card"], default=["auto"])
+    parser.add_argument("--head", nargs="+", choices=list(HEADS), default=["auto"],
+                        help="pooling + head start (POOLING, HEAD_INIT); auto: what the recipe chooses")
     parser.add_argument("--word-embeddings", nargs="+", choices=["auto", "full", "sparse", "frozen"], default=["auto"])
     parser.add_argument("--max-train-steps", type=int, help="cap the run (sets NUM_TRAIN_EPOCHS to match) for quick looks")
     parser.add_argument("--learning-rate", type=float, nargs="+", default=[None],
@@ -77,13 +86,13 @@ def main() -> None:
     base = build_base_model(args.base_model)
     print(HEADER, flush=True)
     started = time.perf_counter()
-    for data, label, recipe, embeddings, lr in itertools.product(args.data, args.label, args.recipe,
-                                                                 args.word_embeddings, args.learning_rate):
+    for data, label, recipe, head, embeddings, lr in itertools.product(
+            args.data, args.label, args.recipe, args.head, args.word_embeddings, args.learning_rate):
         run_extra = {"learning_rate": lr} if lr else {}
         if args.max_train_steps:
             rows = len(pd.read_csv(SAMPLE_DATA / TRAIN_FILES[data]))
             run_extra["num_train_epochs"] = args.max_train_steps * 16 / rows
-        print(measure(data, label, recipe, embeddings, base, run_extra), flush=True)
+        print(measure(data, label, recipe, head, embeddings, base, run_extra), flush=True)
     print(f"total {time.perf_counter() - started:.0f}s (CPU threads: {os.cpu_count()}; shared machine: seconds inflated)")
 
 

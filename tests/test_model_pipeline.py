@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, Trainer
 import model_pipeline as mp
 from configs import JobConfig
 
-FAST = dict(num_train_epochs=2, train_batch_size=16, eval_steps=5, learning_rate=5e-3,
+FAST = dict(num_train_epochs=2, train_batch_size=16, eval_steps=5, learning_rate=5e-3, head_init="random",
             early_stopping_patience=0, warmup_ratio=0.0)
 
 

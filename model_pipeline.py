@@ -426,6 +426,8 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     probe = head_init.fit_probe(model, tokenizer, tokenized) if head_init.uses_probe(cfg) else None
     if probe is not None:
         probe.copy_into(model)
+        if tracker is not None:
+            tracker.log({"head/probe_c": probe.c, "head/probe_validation_macro_f1": probe.validation_macro_f1})
     search = None
     if cfg.search_budget_s > 0:
         search = search_hyperparameters(cfg, recipe, base_model_dir, tokenizer, tokenized, alpha, precision,

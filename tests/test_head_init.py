@@ -110,12 +110,25 @@ def test_the_head_starts_as_the_probe_chosen_on_validation(poolerless_model_dir,
     assert probe.validation_macro_f1 > 1 / len(cfg.labels)
 
 
+class Recorder:
+    def __init__(self):
+        self.logged = {}
+
+    def log(self, metrics):
+        self.logged.update(metrics)
+
+    def log_confusion_matrix(self, name, png_path):
+        pass
+
+
 def test_training_records_how_the_head_started(poolerless_model_dir, urgency_splits, tmp_path):
     cfg = JobConfig(label="urgency", num_train_epochs=1, min_train_steps=0, eval_steps=5)
-    result = mp.train(cfg, urgency_splits, poolerless_model_dir, tmp_path)
+    tracker = Recorder()
+    result = mp.train(cfg, urgency_splits, poolerless_model_dir, tmp_path, tracker)
     head = result.recipe["head"]
     assert head["pooling"] == "mean" and head["init"] == "probe"
     assert head["probe"]["c"] in head_init.PROBE_C_GRID
+    assert tracker.logged["head/probe_c"] == head["probe"]["c"]
     reloaded = AutoModelForSequenceClassification.from_pretrained(result.model_dir)
     assert reloaded.config.num_hidden_layers == 3
 

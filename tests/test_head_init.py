@@ -11,6 +11,8 @@ import head_init
 import model_pipeline as mp
 from configs import JobConfig
 
+TEXTS = ["water supply cut", "a much longer complaint about the road " * 5]  # the first one gets padded
+
 
 @pytest.fixture(scope="module")
 def poolerless_model_dir(tiny_model_dir, tmp_path_factory):
@@ -45,7 +47,7 @@ def test_a_checkpoint_without_pooler_gets_a_mean_pooling_layer(poolerless_model_
     model, tokenizer = mp.load_base_model(poolerless_model_dir, JobConfig(label="urgency"))
     model.eval()
     assert model.config.num_hidden_layers == 3 and len(model.bert.encoder.layer) == 3
-    out, mask = pooled(model, tokenizer, ["water supply cut", "a much longer complaint about the road " * 5])
+    out, mask = pooled(model, tokenizer, TEXTS)
     below = out.hidden_states[-2]  # the last pretrained layer's output
     mean = (below * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
     normalised = torch.nn.functional.layer_norm(mean, mean.shape[-1:], eps=model.config.layer_norm_eps)
@@ -59,7 +61,7 @@ def test_mean_pooling_ignores_padding(poolerless_model_dir):
     model, tokenizer = mp.load_base_model(poolerless_model_dir, JobConfig(label="urgency"))
     model.eval()
     alone, _ = pooled(model, tokenizer, ["water supply cut"])
-    padded, mask = pooled(model, tokenizer, ["water supply cut", "a much longer complaint about the road " * 5])
+    padded, mask = pooled(model, tokenizer, TEXTS)
     assert mask[0].sum() < mask.shape[1]
     assert torch.allclose(alone.pooler_output[0], padded.pooler_output[0], atol=1e-5)
 
@@ -144,3 +146,21 @@ def test_the_summary_says_how_the_head_started():
 
     line = head_line({"pooling": "mean", "init": "probe", "probe": {"c": 0.03, "validation_macro_f1": 0.8463}})
     assert line == "head: mean pooling, started from a linear probe (C=0.03, validation macro-F1 0.8463)"
+
+
+def test_the_mean_pooled_model_exports_to_onnx_with_the_same_logits(poolerless_model_dir, tmp_path):
+    import onnxruntime as ort
+
+    from inference_space.onnx_backend import export_folder_fp32
+
+    model, tokenizer = mp.load_base_model(poolerless_model_dir, JobConfig(label="urgency"))
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    session = ort.InferenceSession(str(export_folder_fp32(tmp_path / "model", tmp_path / "model.onnx")))
+    batch = tokenizer(TEXTS, padding=True,
+                      return_tensors="np")
+    names = {i.name for i in session.get_inputs()}
+    onnx_logits = session.run(["logits"], {k: v for k, v in batch.items() if k in names})[0]
+    with torch.inference_mode():
+        torch_logits = model.eval()(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+    assert abs(onnx_logits - torch_logits).max() < 1e-4

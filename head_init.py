@@ -99,7 +99,10 @@ def final_linear(model) -> torch.nn.Linear:
 
 
 def head_features(model, tokenizer, split) -> np.ndarray:
-    """What the head's last linear layer reads for each row of a tokenized split (eval mode, no grad)."""
+    """What the head's last linear layer reads for each row of a tokenized split (eval mode, no grad).
+    Rows go through in order of length, so a batch pads little; the result is in the split's order."""
+    order = np.argsort([len(ids) for ids in split["input_ids"]], kind="stable")
+    split = split.select(order)
     captured = []
     hook = final_linear(model).register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].float().cpu()))
     was_training = model.training
@@ -114,7 +117,9 @@ def head_features(model, tokenizer, split) -> np.ndarray:
     finally:
         hook.remove()
         model.train(was_training)
-    return torch.cat(captured).numpy()
+    features = np.empty((len(order), captured[0].shape[-1]), dtype=np.float32)
+    features[order] = torch.cat(captured).numpy()
+    return features
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """How the classifier starts (head_init.py): the mean-pooling layer and the linear-probe head."""
 import datasets
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -164,3 +165,13 @@ def test_the_mean_pooled_model_exports_to_onnx_with_the_same_logits(poolerless_m
     with torch.inference_mode():
         torch_logits = model.eval()(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
     assert abs(onnx_logits - torch_logits).max() < 1e-4
+
+
+def test_head_features_come_back_in_the_splits_order(tiny_model_dir, urgency_splits):
+    cfg = JobConfig(label="urgency")
+    model, tokenizer = mp.load_base_model(tiny_model_dir, cfg)
+    tokenized = mp.tokenize_splits(urgency_splits, tokenizer, cfg.max_length)["validation"]
+    together = head_init.head_features(model, tokenizer, tokenized)
+    one_by_one = np.concatenate([head_init.head_features(model, tokenizer, tokenized.select([i]))
+                                 for i in range(len(tokenized))])
+    assert np.allclose(together, one_by_one, atol=1e-5)

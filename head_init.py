@@ -52,14 +52,18 @@ def uses_mean_pooling(cfg, model, new_weights: Sequence[str]) -> bool:
     return is_bert and (cfg.pooling == "mean" or any(key.startswith("bert.pooler.") for key in new_weights))
 
 
-def uses_probe(cfg) -> bool:
-    return cfg.head_init == "probe" or (cfg.head_init == "auto" and cfg.recipe == "auto")
+def uses_probe(cfg, model) -> bool:
+    """HEAD_INIT=probe, or auto with RECIPE=auto and a head the checkpoint did not bring trained."""
+    if cfg.head_init == "auto":
+        return cfg.recipe == "auto" and getattr(model, "fresh_head", True)
+    return cfg.head_init == "probe"
 
 
 def describe(model, probe: "Probe | None") -> dict:
     """How the head started, for the summary, metadata.json and W&B."""
     return {"pooling": "mean" if getattr(model.config, "mean_pooling_layer", False) else "cls",
-            "init": "probe" if probe is not None else "random", "probe": probe.to_dict() if probe else None}
+            "init": "probe" if probe else ("random" if getattr(model, "fresh_head", True) else "checkpoint"),
+            "probe": probe.to_dict() if probe else None}
 
 
 def add_mean_pooling_layer(model) -> None:

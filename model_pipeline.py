@@ -236,25 +236,27 @@ def load_base_model(base_model_dir: Path, cfg: JobConfig):
     finally:
         report_logger.setLevel(report_level)
     new_weights = sorted(set(info.get("missing_keys") or []) | {key for key, *_ in info.get("mismatched_keys") or []})
-    mean_pooling = head_init.uses_mean_pooling(cfg, model, new_weights)
-    if mean_pooling:
+    if head_init.uses_mean_pooling(cfg, model, new_weights):
         head_init.add_mean_pooling_layer(model)
         logger.info("mean pooling: the checkpoint has no trained pooler, so a mean-pooling layer is appended "
                     "(POOLING=%s)", cfg.pooling)
         new_weights = [key for key in new_weights if not key.startswith("bert.pooler.")]
-    report_new_weights(new_weights, cfg)
+    # Read by head_init: a head that came trained with the checkpoint is kept, not replaced by a probe.
+    model.fresh_head = bool(report_new_weights(new_weights, cfg))
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().requires_grad_(False)
     return model, tokenizer
 
 
-def report_new_weights(new: list[str], cfg: JobConfig) -> None:
+def report_new_weights(new: list[str], cfg: JobConfig) -> list[str]:
+    """Log what the checkpoint lacked; returns the classification head's new weights."""
     head = [key for key in new if key.split(".")[0] in ("classifier", "score", "pre_classifier")]
     if head:
         logger.info("new classification head for LABEL=%s (%d classes): %s, trained from scratch",
                     cfg.label, len(cfg.labels), ", ".join(head))
     if other := [key for key in new if key not in head]:
         logger.warning("weights missing from the base model, newly initialised: %s", ", ".join(other))
+    return head
 
 
 def warn_if_head_differs(base_model_dir: Path, cfg: JobConfig) -> None:
@@ -423,7 +425,7 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     processes = world_size()
     recipe = apply_recipe(cfg, model, len(tokenized["train"]), processes)
     alpha = class_alpha(cfg, dataset["train"]["label"])
-    probe = head_init.fit_probe(model, tokenizer, tokenized) if head_init.uses_probe(cfg) else None
+    probe = head_init.fit_probe(model, tokenizer, tokenized) if head_init.uses_probe(cfg, model) else None
     if probe is not None:
         probe.copy_into(model)
         if tracker is not None:

@@ -175,3 +175,16 @@ def test_head_features_come_back_in_the_splits_order(tiny_model_dir, urgency_spl
     one_by_one = np.concatenate([head_init.head_features(model, tokenizer, tokenized.select([i]))
                                  for i in range(len(tokenized))])
     assert np.allclose(together, one_by_one, atol=1e-5)
+
+
+def test_a_head_that_came_trained_with_the_checkpoint_is_kept(poolerless_model_dir, tmp_path):
+    cfg = JobConfig(label="urgency")
+    first, tokenizer = mp.load_base_model(poolerless_model_dir, cfg)
+    assert head_init.uses_probe(cfg, first)
+    first.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    again, _ = mp.load_base_model(tmp_path, cfg)
+    assert len(again.bert.encoder.layer) == 3  # its pooler is trained now: no second pooling layer
+    assert not head_init.uses_probe(cfg, again)
+    assert head_init.uses_probe(cfg.model_copy(update={"head_init": "probe"}), again)
+    assert head_init.describe(again, None) == {"pooling": "mean", "init": "checkpoint", "probe": None}

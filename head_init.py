@@ -1,7 +1,7 @@
 """How the classifier starts: mean pooling for encoders trained with it, and a head fitted by a linear probe.
 
 Two changes to what `AutoModelForSequenceClassification` gives, both measured on the group-disjoint
-test split (bench/quality.py, README "Model quality"):
+test split (bench/quality.py; README, "How the classifier starts"):
 
 - **Mean pooling.** BERT's classifier reads the first token through a pooler. multilingual-e5-small
   was trained with mean pooling and ships no pooler, so that pooler starts random and the first

@@ -92,7 +92,7 @@ def training_lines(training: dict) -> list[str]:
 def head_line(head: dict) -> str:
     probe = head.get("probe")
     start = (f"a linear probe (C={probe['c']:g}, validation macro-F1 {probe['validation_macro_f1']:.4f})"
-             if probe else "random")
+             if probe else "the checkpoint's trained head" if head["init"] == "checkpoint" else "random")
     return f"head: {head['pooling']} pooling, started from {start}"
 
 

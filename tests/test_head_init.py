@@ -147,6 +147,8 @@ def test_the_summary_says_how_the_head_started():
 
     line = head_line({"pooling": "mean", "init": "probe", "probe": {"c": 0.03, "validation_macro_f1": 0.8463}})
     assert line == "head: mean pooling, started from a linear probe (C=0.03, validation macro-F1 0.8463)"
+    kept = head_line({"pooling": "mean", "init": "checkpoint", "probe": None})
+    assert kept == "head: mean pooling, started from the checkpoint's trained head"
 
 
 def test_the_mean_pooled_model_exports_to_onnx_with_the_same_logits(poolerless_model_dir, tmp_path):

@@ -35,9 +35,8 @@ from localhub.seed import SAMPLE_DATA, build_base_model  # noqa: E402
 from model_pipeline import train  # noqa: E402
 
 TRAIN_FILES = {"fixture": "train.csv", "pool": "pool.csv"}
-HEADS = {"auto": {}, "mean+probe": {"pooling": "mean", "head_init": "probe"},
-         "mean+random": {"pooling": "mean", "head_init": "random"},
-         "cls+probe": {"pooling": "cls", "head_init": "probe"}, "cls+random": {"pooling": "cls", "head_init": "random"}}
+HEADS = {"auto": {}} | {f"{pooling}+{start}": {"pooling": pooling, "head_init": start}
+                        for pooling in ("mean", "cls") for start in ("probe", "random")}
 HEADER = (f"{'data':<8} {'label':<10} {'recipe':<6} {'head':<11} {'emb':<7} {'lr':>7} {'steps':>5} {'train s':>8} {'test F1':>8} "
           f"{'ECE raw':>8} {'ECE T':>7} {'Brier raw':>9} {'Brier T':>8} {'T':>5}  per-class F1")
 

@@ -201,8 +201,9 @@ class JobConfig(HubSettings):
     head_init: Literal["auto", "probe", "random"] = Field(
         "auto", description="How the classification head starts. probe: a logistic regression fitted on the frozen "
         "encoder's features (its strength chosen on validation macro-F1), then fine-tuned (LP-FT). random: "
-        "transformers' initialisation. auto: probe with RECIPE=auto for a new head, random with RECIPE=card; a head "
-        "that came trained with the checkpoint (same labels) is kept.",
+        "transformers' initialisation. auto: probe with RECIPE=auto for a new head (random when the probe does no "
+        "better than chance on validation), random with RECIPE=card; a head that came trained with the checkpoint "
+        "(same labels) is kept.",
     )
     calibrate: bool = Field(
         True, description="Fit a temperature on the validation split so served confidences are calibrated.",

@@ -425,11 +425,10 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     processes = world_size()
     recipe = apply_recipe(cfg, model, len(tokenized["train"]), processes)
     alpha = class_alpha(cfg, dataset["train"]["label"])
-    probe = head_init.fit_probe(model, tokenizer, tokenized) if head_init.uses_probe(cfg, model) else None
-    if probe is not None:
-        probe.copy_into(model)
-        if tracker is not None:
-            tracker.log({"head/probe_c": probe.c, "head/probe_validation_macro_f1": probe.validation_macro_f1})
+    probe = head_init.start_head(cfg, model, tokenizer, tokenized)
+    if probe is not None and tracker is not None:
+        tracker.log({"head/probe_c": probe.c, "head/probe_validation_macro_f1": probe.validation_macro_f1,
+                     "head/probe_used": int(probe.used)})
     search = None
     if cfg.search_budget_s > 0:
         search = search_hyperparameters(cfg, recipe, base_model_dir, tokenizer, tokenized, alpha, precision,
@@ -499,7 +498,7 @@ def search_hyperparameters(cfg: JobConfig, recipe: Recipe, base_model_dir: Path,
 
     def fresh_model():
         model, _ = load_base_model(base_model_dir, cfg)
-        if probe is not None:
+        if probe is not None and probe.used:
             probe.copy_into(model)
         set_word_embedding_mode(model, recipe.word_embeddings)
         return model

@@ -91,9 +91,14 @@ def training_lines(training: dict) -> list[str]:
 
 def head_line(head: dict) -> str:
     probe = head.get("probe")
-    start = (f"a linear probe (C={probe['c']:g}, validation macro-F1 {probe['validation_macro_f1']:.4f})"
-             if probe else "the checkpoint's trained head" if head["init"] == "checkpoint" else "random")
-    return f"head: {head['pooling']} pooling, started from {start}"
+    starts = {"probe": "a linear probe", "checkpoint": "the checkpoint's trained head", "random": "random"}
+    line = f"head: {head['pooling']} pooling, started from {starts[head['init']]}"
+    if not probe:
+        return line
+    scored = f"C={probe['c']:g}, validation macro-F1 {probe['validation_macro_f1']:.4f}"
+    if probe.get("used", True):
+        return f"{line} ({scored})"
+    return f"{line}: the linear probe ({scored}) was no better than chance ({probe['chance']:.4f})"
 
 
 def canary_line(canary: dict) -> str:

@@ -113,6 +113,21 @@ def test_the_head_starts_as_the_probe_chosen_on_validation(poolerless_model_dir,
     assert probe.validation_macro_f1 > 1 / len(cfg.labels)
 
 
+def test_a_probe_no_better_than_chance_leaves_the_head_random_unless_asked_for(poolerless_model_dir):
+    # Every text the same: no feature separates the classes, so the probe predicts one class.
+    signalless = datasets.Dataset.from_dict({"text": ["the same complaint"] * 30, "label": [0, 1, 2] * 10})
+    splits = datasets.DatasetDict({"train": signalless, "validation": signalless})
+    for head_init_setting, used in (("auto", False), ("probe", True)):
+        cfg = JobConfig(label="urgency", head_init=head_init_setting)
+        model, tokenizer = mp.load_base_model(poolerless_model_dir, cfg)
+        random_head = model.classifier.weight.detach().clone()
+        probe = head_init.start_head(cfg, model, tokenizer, mp.tokenize_splits(splits, tokenizer, cfg.max_length))
+        assert probe.validation_macro_f1 <= probe.chance == pytest.approx(1 / 3)
+        assert probe.used is used
+        assert torch.equal(model.classifier.weight, random_head) is not used
+        assert head_init.describe(model, probe)["init"] == ("probe" if used else "random")
+
+
 class Recorder:
     def __init__(self):
         self.logged = {}
@@ -149,6 +164,10 @@ def test_the_summary_says_how_the_head_started():
     assert line == "head: mean pooling, started from a linear probe (C=0.03, validation macro-F1 0.8463)"
     kept = head_line({"pooling": "mean", "init": "checkpoint", "probe": None})
     assert kept == "head: mean pooling, started from the checkpoint's trained head"
+    unused = head_line({"pooling": "cls", "init": "random", "probe": {"c": 0.01, "validation_macro_f1": 0.1489,
+                                                                      "used": False, "chance": 0.3333}})
+    assert unused == ("head: cls pooling, started from random: the linear probe (C=0.01, validation macro-F1 "
+                      "0.1489) was no better than chance (0.3333)")
 
 
 def test_the_mean_pooled_model_exports_to_onnx_with_the_same_logits(poolerless_model_dir, tmp_path):

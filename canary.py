@@ -16,10 +16,10 @@ from typing import Callable
 from deploy import (
     REVISION_VARIABLE,
     DeployError,
-    interrupted_waiting,
     restart_until,
     restart_with_rollback,
     serve_revision,
+    wait_or_undo,
 )
 from deployed_api import DeployedAPIError, DeployedModelClient
 from hub import HubClient, HubError, SpaceController, SpaceNotFound, SpaceState
@@ -44,18 +44,13 @@ def start_canary(space: SpaceController, cfg, tag: str, stable: str) -> dict:
     space.set_variable(CANARY_MODE, cfg.promotion_mode)
     space.set_variable(CANARY_SHARE, str(cfg.canary_share))
     space.set_variable(CANARY_REVISION, tag)
-    try:
-        return restart_until(space, cfg, lambda health: canary_serving(health, tag, stable),
-                             f"load the {cfg.promotion_mode} {tag} next to {stable}")
-    except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
-        raise interrupted_waiting(interrupted, f"the {cfg.promotion_mode} {tag} to load",
-                                  remove_canary_now(space, tag, stable)) from None
-    except (DeployError, HubError) as error:
-        try:
-            remove_canary(space, cfg, stable)
-        except (DeployError, HubError) as removal_error:
-            raise DeployError(f"{error}; removing the canary ALSO failed: {removal_error}") from error
-        raise DeployError(f"{error}; the canary was removed: the Space serves {stable} alone") from error
+    return wait_or_undo(lambda: restart_until(space, cfg, lambda health: canary_serving(health, tag, stable),
+                                              f"load the {cfg.promotion_mode} {tag} next to {stable}"),
+                        f"the {cfg.promotion_mode} {tag} to load",
+                        undo_now=lambda: remove_canary_now(space, tag, stable),
+                        undo=lambda: remove_canary(space, cfg, stable),
+                        undone=f"the canary was removed: the Space serves {stable} alone",
+                        undo_name="removing the canary")
 
 
 def canary_serving(health: dict, tag: str, stable: str) -> bool:

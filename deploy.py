@@ -272,18 +272,29 @@ def wait_for_health(client: DeployedModelClient, serving: Callable[[dict], bool]
 
 def restart_with_rollback(space: SpaceController, cfg, new_tag: str, previous_tag: str | None) -> dict:
     """Serve new_tag; if it never serves, go back to previous_tag and fail loudly."""
+    rollback = None if previous_tag is None else (lambda: serve_revision(space, cfg, previous_tag))
+    undone = (f"rolled back: the Space serves {previous_tag} again" if previous_tag is not None
+              else "no previous version to roll back to")
+    return wait_or_undo(lambda: serve_revision(space, cfg, new_tag), f"{new_tag} to serve",
+                        undo_now=lambda: pin_back(space, new_tag, previous_tag), undo=rollback,
+                        undone=undone, undo_name=f"rollback to {previous_tag}")
+
+
+def wait_or_undo(wait: Callable[[], dict], waiting_for: str, undo_now: Callable[[], str],
+                 undo: Callable[[], object] | None, undone: str, undo_name: str) -> dict:
+    """wait(); when it fails, undo() and raise DeployError saying `undone` (or that the undo failed too).
+    A signal gets undo_now() instead: the platform kills this job in seconds, no time to verify."""
     try:
-        return serve_revision(space, cfg, new_tag)
-    except JobInterrupted as interrupted:  # the platform kills this job in seconds: no time to verify
-        raise interrupted_waiting(interrupted, f"{new_tag} to serve", pin_back(space, new_tag, previous_tag)) from None
+        return wait()
+    except JobInterrupted as interrupted:
+        raise interrupted_waiting(interrupted, waiting_for, undo_now()) from None
     except (DeployError, HubError) as error:
-        if previous_tag is None:
-            raise DeployError(f"{error}; no previous version to roll back to") from error
-        try:
-            serve_revision(space, cfg, previous_tag)
-        except (DeployError, HubError) as rollback_error:
-            raise DeployError(f"{error}; rollback to {previous_tag} ALSO failed: {rollback_error}") from error
-        raise DeployError(f"{error}; rolled back: the Space serves {previous_tag} again") from error
+        if undo is not None:
+            try:
+                undo()
+            except (DeployError, HubError) as undo_error:
+                raise DeployError(f"{error}; {undo_name} ALSO failed: {undo_error}") from error
+        raise DeployError(f"{error}; {undone}") from error
 
 
 def interrupted_waiting(interrupted: JobInterrupted, what: str, undone: str) -> JobInterrupted:

@@ -65,14 +65,11 @@ def mean_cross_entropy(model, tokenizer, split) -> float:
 # --- training --------------------------------------------------------------------------
 
 
-def test_training_lowers_the_train_loss(trained):
-    logged = [h["loss"] for h in trained.history if "loss" in h]
-    assert np.mean(logged[-2:]) < np.mean(logged[:2])
-
-
-def test_training_fits_a_small_set_far_below_chance(urgency_data, tiny_model_dir, tmp_path):
-    # The shared two-epoch run barely moves a tiny model, so a loss margin there depends on the
-    # machine's float reductions; fitting 48 rows for many epochs shows learning with a wide margin.
+def test_training_lowers_the_logged_loss_and_fits_a_small_set_far_below_chance(urgency_data, tiny_model_dir,
+                                                                               tmp_path):
+    # The shared two-epoch run barely moves a tiny model (CI once logged a last loss 0.001 above the
+    # first), so a loss margin there depends on the machine's float reductions; fitting 48 rows for
+    # many epochs shows learning with a wide margin.
     small = urgency_data["train"].shuffle(seed=0).select(range(48))
     cfg = JobConfig(label="urgency", **{**FAST, "num_train_epochs": 25, "eval_steps": 25})
     fitted = mp.train(cfg, datasets.DatasetDict(train=small, validation=small, test=small),
@@ -80,6 +77,8 @@ def test_training_fits_a_small_set_far_below_chance(urgency_data, tiny_model_dir
     chance = math.log(len(cfg.labels))
     assert mean_cross_entropy(fitted.model, fitted.tokenizer, small) < 0.6 * chance
     assert fitted.test_metrics["accuracy"] > 0.9
+    logged = [h["loss"] for h in fitted.history if "loss" in h]
+    assert np.mean(logged[-2:]) < 0.5 * np.mean(logged[:2])
 
 
 def test_best_checkpoint_has_the_highest_eval_macro_f1(trained):

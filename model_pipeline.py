@@ -425,7 +425,8 @@ def train(cfg: JobConfig, dataset, base_model_dir: Path, output_dir: Path, track
     processes = world_size()
     recipe = apply_recipe(cfg, model, len(tokenized["train"]), processes)
     alpha = class_alpha(cfg, dataset["train"]["label"])
-    probe = head_init.start_head(cfg, model, tokenizer, tokenized)
+    # DDP copies rank 0's weights to the other ranks when it wraps the model: one probe fit is enough.
+    probe = head_init.start_head(cfg, model, tokenizer, tokenized) if is_main_process() else None
     if probe is not None and tracker is not None:
         tracker.log({"head/probe_c": probe.c, "head/probe_validation_macro_f1": probe.validation_macro_f1,
                      "head/probe_used": int(probe.used)})

@@ -28,6 +28,9 @@ def test_two_process_ddp_trains_and_only_rank_0_saves(tiny_model_dir, tmp_path):
     assert all(r["steps"] == 11 for r in ranks)
     # Evaluation is gathered across ranks, so both see the same metrics.
     assert ranks[0]["eval_macro_f1"] == ranks[1]["eval_macro_f1"]
+    # Only rank 0 fits the linear probe; DDP copies its head to rank 1 when it wraps the model.
+    assert [r["head_init"] for r in ranks] == ["probe", "random"]
+    assert ranks[0]["head_at_first_step"] == ranks[1]["head_at_first_step"]
     assert (tmp_path / "best_model" / "model.safetensors").is_file()
     saved = list(tmp_path.rglob("model.safetensors"))
     assert len(saved) <= 3  # best model + at most 2 checkpoints, written once (rank 0)
